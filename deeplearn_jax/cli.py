@@ -1,0 +1,71 @@
+"""The command line shared by every experiment: flags, multi-host start-up, clean errors.
+
+    python -m experiments.NAME [--config=experiments/NAME.py[:variant]] \\
+        [--config.key=value ...] [--workdir=DIR] \\
+        [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
+"""
+
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+import jax
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+from deeplearn_jax import parallel
+from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax.errors import TrainingDiverged, UserError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "run folder; default: a new folder under ./runs/. "
+                    "Rerunning with the same folder resumes.")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, multi-process runs")
+flags.DEFINE_integer("num_processes", None, "number of processes of a multi-process run")
+flags.DEFINE_integer("process_id", None, "this process's index in a multi-process run")
+flags.DEFINE_integer("distributed_timeout", 300, "seconds to wait for all processes to join")
+
+TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
+
+
+def setup_jax() -> None:
+  """Persistent compilation cache: a second run of the same config skips compiling."""
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR",
+                         os.path.join(os.path.expanduser("~"), ".cache", "deeplearn_jax", "xla"))
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def fail(message: str, code: int) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def run(config_file: str, name: str, train_fn: TrainFn) -> None:
+  """Defines --config (defaulting to the experiment's own file) and runs train_fn."""
+  config_flags.DEFINE_config_file("config", config_file, "experiment config file[:variant]",
+                                  lock_config=True)
+
+  def main(argv):
+    if len(argv) > 1:
+      fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
+    setup_jax()
+    # Libraries log through absl (Orbax: every save step); ours through the root logger.
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+      parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                          FLAGS.distributed_timeout)
+      workdir = FLAGS.workdir or workdir_lib.default(name)
+      results = train_fn(FLAGS.config, workdir)
+    except UserError as e:
+      fail(str(e), e.exit_code)
+    except TrainingDiverged as e:
+      fail(str(e), e.exit_code)
+    if jax.process_index() == 0:
+      print(json.dumps({"workdir": os.path.abspath(workdir), **results}, indent=1))
+
+  app.run(main)

@@ -1,0 +1,91 @@
+"""Datasets by name -> in-memory splits -> grain pipelines of per-host numpy batches.
+
+    ds = data.load(config.data)
+    it = pipeline.train_batches(ds.train, ..., transform=ds.transform)
+
+Every batch is a dict with 'input' (float32) and 'label' (int32); eval batches add 'mask'.
+"""
+
+import dataclasses
+from typing import Callable
+
+import ml_collections
+import numpy as np
+
+from deeplearn_jax.data import embedded, tfds_sources
+from deeplearn_jax.data.pipeline import ArraySplit, Batch, Split, eval_batches, train_batches
+from deeplearn_jax.errors import DataError
+
+TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10")
+EMBEDDED_NAMES = ("digits", "xor", "and", "or")
+NAMES = TFDS_NAMES + EMBEDDED_NAMES
+
+
+@dataclasses.dataclass
+class Dataset:
+  name: str
+  train: Split
+  test: Split
+  num_classes: int
+  transform: Callable[[Batch], Batch]  # raw rows -> model-ready float32 batch
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    return self.transform(self.train.gather(np.arange(1)))["input"].shape[1:]
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+  """Bilinear resize of uint8 NHWC images to size x size (done once, in memory)."""
+  if size <= 0 or images.shape[1:3] == (size, size):
+    return images
+  import PIL.Image
+  out = [np.asarray(PIL.Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im)
+                    .resize((size, size), PIL.Image.BILINEAR)) for im in images]
+  return np.stack(out).reshape(len(images), size, size, images.shape[-1])
+
+
+def _make_transform(kind: str, train_inputs: np.ndarray) -> Callable[[Batch], Batch]:
+  """uint8 images -> float32 in [0, 1] ('unit') or standardised per channel."""
+  is_image = train_inputs.dtype == np.uint8
+  if kind not in ("unit", "standardize", "none"):
+    raise DataError(f"config.data.normalize must be unit, standardize or none, got {kind!r}")
+  scale = 1.0 / 255.0 if is_image and kind != "none" else 1.0
+  mean, std = np.float32(0.0), np.float32(1.0)
+  if kind == "standardize":
+    x = train_inputs.astype(np.float32) * scale
+    axes = tuple(range(x.ndim - 1))
+    mean, std = x.mean(axes).astype(np.float32), (x.std(axes) + 1e-6).astype(np.float32)
+
+  def transform(batch: Batch) -> Batch:
+    x = batch["input"].astype(np.float32) * np.float32(scale)
+    return {"input": (x - mean) / std, "label": batch["label"].astype(np.int32)}
+
+  return transform
+
+
+def load(config: ml_collections.ConfigDict) -> Dataset:
+  """Loads `config.name`'s train and test splits into memory."""
+  name = config.name
+  if name in EMBEDDED_NAMES:
+    splits = embedded.digits() if name == "digits" else embedded.truth_table(name)
+  elif name in TFDS_NAMES:
+    data_dir = config.get("tfds_data_dir") or tfds_sources.default_data_dir()
+    manual = tfds_sources.manual_dir_from(config.get("manual_dir", ""))
+    splits = {}
+    for split in ("train", "test"):
+      raw = tfds_sources.read_all(tfds_sources.load_split(name, split, data_dir, manual))
+      splits[split] = {"input": raw["image"], "label": raw["label"].astype(np.int32)}
+  else:
+    raise DataError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+  size = int(config.get("image_size", 0))
+  for s in splits.values():
+    if s["input"].ndim == 4:
+      s["input"] = _resize(s["input"], size)
+  num_classes = int(max(s["label"].max() for s in splits.values())) + 1
+  num_classes = max(num_classes, 10 if name in TFDS_NAMES + ("digits",) else 2)
+  transform = _make_transform(config.get("normalize", "unit"), splits["train"]["input"])
+  return Dataset(name, ArraySplit(splits["train"]), ArraySplit(splits["test"]), num_classes,
+                 transform)
+
+
+__all__ = ["Dataset", "load", "train_batches", "eval_batches", "ArraySplit", "NAMES"]

@@ -1,0 +1,130 @@
+"""The one metrics writer: metrics.jsonl, TensorBoard events, a progress bar and curves.png.
+
+Only process 0 writes; other processes get a writer that does nothing, so trainers
+call it unconditionally.
+"""
+
+import json
+import math
+import os
+from collections import defaultdict
+from typing import Any
+
+import jax
+import numpy as np
+
+
+class MetricsWriter:
+
+  def __init__(self, workdir: str, *, resume_step: int = 0, total_steps: int | None = None,
+               progress: bool = True, desc: str = "train"):
+    self.active = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.workdir = workdir
+    self._tb = None
+    self._bar = None
+    if not self.active:
+      return
+    self._truncate_after(resume_step)
+    from tensorboardX import SummaryWriter  # imported here: only process 0 needs it
+    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
+    self._file = open(self.path, "a", encoding="utf-8")
+    if progress and total_steps:
+      from tqdm.auto import tqdm
+      # disable=None: no bar when stderr is not a terminal (CI logs stay readable).
+      self._bar = tqdm(total=total_steps, initial=resume_step, desc=desc, unit="step",
+                       dynamic_ncols=True, disable=None)
+
+  def _truncate_after(self, step: int) -> None:
+    """On resume, drop lines past the restored step: they are logged again."""
+    if not os.path.exists(self.path):
+      return
+    with open(self.path, encoding="utf-8") as f:
+      lines = [l for l in f if l.strip()]
+    keep = []
+    for line in lines:
+      try:
+        if json.loads(line).get("step", 0) <= step:
+          keep.append(line)
+      except json.JSONDecodeError:
+        continue  # a line cut short by a kill
+    tmp = self.path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.writelines(keep)
+    os.replace(tmp, self.path)
+
+  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+    if not self.active:
+      return
+    clean = {k: _to_python(v) for k, v in metrics.items()}
+    self._file.write(json.dumps({"step": int(step), "split": split, **clean}) + "\n")
+    self._file.flush()
+    for k, v in clean.items():
+      if isinstance(v, (int, float)) and math.isfinite(v):
+        self._tb.add_scalar(f"{split}/{k}", v, step)
+
+  def progress(self, step: int, **postfix: Any) -> None:
+    if self._bar is not None:
+      self._bar.update(step - self._bar.n)
+      if postfix:
+        self._bar.set_postfix({k: _fmt(v) for k, v in postfix.items()}, refresh=False)
+
+  def close(self) -> None:
+    if not self.active:
+      return
+    if self._bar is not None:
+      self._bar.close()
+    self._file.close()
+    self._tb.close()
+
+
+def _to_python(v: Any) -> Any:
+  if isinstance(v, (np.ndarray, jax.Array)) and np.ndim(v) == 0:
+    v = v.item()
+  if isinstance(v, np.generic):
+    v = v.item()
+  return v
+
+
+def _fmt(v: Any) -> str:
+  return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
+def plot_curves(workdir: str, title: str = "") -> str | None:
+  """Draws loss and accuracy per split against step into workdir/curves.png."""
+  if jax.process_index() != 0:
+    return None
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  series: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+  for rec in read_metrics(workdir):
+    for name in ("loss", "accuracy"):
+      if isinstance(rec.get(name), (int, float)):
+        series[name][rec["split"]].append((rec["step"], rec[name]))
+  if not series:
+    return None
+  fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.6), squeeze=False)
+  for ax, (name, by_split) in zip(axes[0], sorted(series.items(), reverse=True)):
+    for split, pts in sorted(by_split.items()):
+      xs, ys = zip(*pts)
+      ax.plot(xs, ys, "-" if len(pts) > 1 else "o", label=split)
+    ax.set_xlabel("step")
+    ax.set_ylabel(name)
+    if name == "loss":
+      ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  path = os.path.join(workdir, "curves.png")
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path

@@ -1,0 +1,27 @@
+"""Model families by name. `create(config.model, num_classes)` is how trainers build one,
+so a trainer never names a model and an experiment picks it with `model.name`."""
+
+import ml_collections
+
+from deeplearn_jax.errors import UserError
+from deeplearn_jax.models.lenet import LeNet5
+from deeplearn_jax.models.mlp import MLP
+
+REGISTRY = {
+    "mlp": MLP,
+    "lenet5": LeNet5,
+}
+
+
+def create(config: ml_collections.ConfigDict, num_classes: int, dtype: str = "float32"):
+  kwargs = {k: v for k, v in config.to_dict().items() if k != "name"}
+  try:
+    cls = REGISTRY[config.name]
+  except KeyError:
+    raise UserError(f"unknown model {config.name!r}; known: {', '.join(REGISTRY)}") from None
+  if isinstance(kwargs.get("hidden"), list):
+    kwargs["hidden"] = tuple(kwargs["hidden"])
+  try:
+    return cls(num_classes=num_classes, dtype=dtype, **kwargs)
+  except TypeError as e:
+    raise UserError(f"config.model for {config.name}: {e}") from None

@@ -1,0 +1,98 @@
+"""The one mesh builder, multi-host start-up, and global batches from per-host data.
+
+The same code runs on 1 CPU, N fake CPU devices, one GPU and a multi-host TPU slice:
+the batch is split over the ('data', 'fsdp') axes and parameters are replicated
+(rules for sharding parameters over 'fsdp'/'model' plug in through `param_sharding`).
+"""
+
+import logging
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from deeplearn_jax.errors import UserError
+
+AXES = ("data", "fsdp", "model")
+BATCH_AXES = ("data", "fsdp")
+
+
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, timeout_s: int | None = None) -> None:
+  """Joins a multi-process run. With no arguments, jax's own detection applies
+  (Cloud TPU, SLURM, Open MPI ...); on a single machine without those it is a no-op."""
+  explicit = coordinator_address is not None
+  kwargs: dict[str, Any] = {}
+  if explicit:
+    kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes,
+                  process_id=process_id)
+  if timeout_s:
+    kwargs["initialization_timeout"] = timeout_s
+  try:
+    jax.distributed.initialize(**kwargs)
+  except ValueError as e:
+    if explicit:
+      raise UserError(f"cannot join the multi-process run: {e}") from e
+    # No cluster environment was detected: a plain single-process run.
+  logging.info("process %d of %d; %d local / %d global devices (%s)", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               jax.devices()[0].platform)
+
+
+def make_mesh(mesh_config: ml_collections.ConfigDict) -> Mesh:
+  """Builds the mesh from `config.mesh` ({'data': -1, 'fsdp': 1, 'model': 1}).
+
+  One axis may be -1 (all remaining devices). A product smaller than the device
+  count uses the first devices only, so a test can compare 1 against 8 devices.
+  """
+  sizes = [int(mesh_config.get(a, 1)) for a in AXES]
+  n = jax.device_count()
+  if sizes.count(-1) > 1:
+    raise UserError(f"config.mesh: at most one axis may be -1, got {dict(zip(AXES, sizes))}")
+  known = int(np.prod([s for s in sizes if s != -1]))
+  if -1 in sizes:
+    if n % known:
+      raise UserError(f"config.mesh: {n} devices do not divide into the fixed axes {known}")
+    sizes[sizes.index(-1)] = n // known
+  total = int(np.prod(sizes))
+  if total < 1 or total > n or (jax.process_count() > 1 and total != n):
+    raise UserError(f"config.mesh {dict(zip(AXES, sizes))} needs {total} devices; "
+                    f"there are {n}")
+  devices = jax.devices()[:total]
+  return Mesh(np.asarray(devices).reshape(sizes), AXES)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def num_batch_shards(mesh: Mesh) -> int:
+  return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
+
+
+def check_batch_size(global_batch: int, mesh: Mesh, what: str = "batch_size") -> int:
+  """Returns the per-process batch; fails clearly when the batch does not split."""
+  shards = num_batch_shards(mesh)
+  if global_batch <= 0:
+    raise UserError(f"config.{what} must be positive, got {global_batch}")
+  if global_batch % shards:
+    raise UserError(f"config.{what}={global_batch} is not divisible by the {shards} devices "
+                    "of the batch axes ('data' x 'fsdp')")
+  return global_batch // jax.process_count()
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Assembles one global array per key from each process's own rows."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def param_sharding(abstract_tree: Any, mesh: Mesh) -> Any:
+  """Shardings for parameters and optimizer state: replicated (pure data parallel)."""
+  return jax.tree.map(lambda _: replicated(mesh), abstract_tree)

@@ -1,0 +1,46 @@
+"""Losses, penalties and constraints of supervised classification."""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example softmax cross-entropy with integer labels."""
+  if label_smoothing > 0:
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def _kernels(params):
+  return [p for p in jax.tree.leaves(params) if p.ndim > 1]
+
+
+def l2_penalty(params) -> jax.Array:
+  """0.5 * sum of squared weights (biases excluded)."""
+  return 0.5 * sum(jnp.sum(jnp.square(p)) for p in _kernels(params))
+
+
+def l1_penalty(params) -> jax.Array:
+  """Sum of absolute weights (biases excluded): pushes weights to exactly zero."""
+  return sum(jnp.sum(jnp.abs(p)) for p in _kernels(params))
+
+
+def max_norm(params, limit: float):
+  """Projects each unit's incoming weight vector onto the ball of radius `limit`
+  (Srivastava et al. 2014). Kernels are [..., fan_in, units]: the norm runs over
+  every axis but the last."""
+
+  def project(p):
+    if p.ndim < 2:
+      return p
+    norms = jnp.sqrt(jnp.sum(jnp.square(p), axis=tuple(range(p.ndim - 1)), keepdims=True))
+    return p * jnp.minimum(1.0, limit / jnp.maximum(norms, 1e-12))
+
+  return jax.tree.map(project, params)
+
+
+def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  top = jax.lax.top_k(logits, k)[1]
+  return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)

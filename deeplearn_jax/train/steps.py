@@ -1,0 +1,76 @@
+"""Jitted train and eval steps of supervised classification."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from deeplearn_jax.train import losses
+from deeplearn_jax.train.state import TrainState
+
+
+def _variables(state: TrainState, params):
+  v = {"params": params}
+  if state.batch_stats:
+    v["batch_stats"] = state.batch_stats
+  return v
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
+                    config: ml_collections.ConfigDict):
+  """config: the experiment config (reads l1, l2, max_norm, label_smoothing)."""
+  l1, l2, limit = config.l1, config.l2, config.max_norm
+  smoothing = config.get("label_smoothing", 0.0)
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    has_bn = bool(state.batch_stats)
+
+    def loss_fn(params):
+      out = model.apply(_variables(state, params), batch["input"], train=True,
+                        rngs={"dropout": rng}, mutable=["batch_stats"] if has_bn else False)
+      logits, new_vars = out if has_bn else (out, {})
+      ce = losses.cross_entropy(logits, batch["label"], smoothing).mean()
+      total = ce
+      if l2 > 0:
+        total = total + l2 * losses.l2_penalty(params)
+      if l1 > 0:
+        total = total + l1 * losses.l1_penalty(params)
+      return total, (ce, logits, new_vars)
+
+    (total, (ce, logits, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if limit > 0:
+      params = losses.max_norm(params, limit)
+    updated = state.replace(params=params, opt_state=opt_state,
+                            batch_stats=new_vars.get("batch_stats", state.batch_stats))
+    # A non-finite loss skips the update and records its step; the host stops the run.
+    ok = jnp.isfinite(total)
+    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), updated, state)
+    new_state = new_state.replace(
+        step=state.step + 1,
+        bad_step=jnp.where(ok | (state.bad_step >= 0), state.bad_step, state.step))
+    metrics = {"loss": ce, "total_loss": total,
+               "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model: nn.Module, num_classes: int):
+  """Returns sums over the real (mask=1) rows; the host divides by `count`."""
+
+  def eval_step(state: TrainState, batch):
+    logits = model.apply(_variables(state, state.params), batch["input"], train=False)
+    mask = batch["mask"]
+    out = {"loss": jnp.sum(losses.cross_entropy(logits, batch["label"]) * mask),
+           "accuracy": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+           "count": jnp.sum(mask)}
+    if num_classes > 5:
+      out["top5_accuracy"] = jnp.sum(losses.topk_correct(logits, batch["label"], 5) * mask)
+    return out
+
+  return eval_step

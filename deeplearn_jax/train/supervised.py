@@ -1,0 +1,218 @@
+"""The supervised classification loop shared by every supervised experiment.
+
+    results = train_and_evaluate(config, workdir)
+
+Validates every input first, builds the mesh, data, model and optimizer from
+config, resumes from the newest checkpoint in workdir, trains with periodic
+logging/eval/checkpoints, and writes results.json and curves.png.
+"""
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from deeplearn_jax import data, metrics, models, parallel
+from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax.checkpoint import Checkpointer, abstract_like
+from deeplearn_jax.config_utils import steps_from
+from deeplearn_jax.errors import TrainingDiverged, UserError
+from deeplearn_jax.train import optimizers
+from deeplearn_jax.train.state import TrainState, make_init, num_params
+from deeplearn_jax.train.steps import make_eval_step, make_train_step
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Keys shared by every supervised experiment; each experiment fills in its own values."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0                      # seeds init, data order and dropout
+  c.batch_size = 128              # global batch, split over all devices and hosts
+  c.eval_batch_size = 1000        # global eval batch (the last one is padded)
+  c.num_epochs = 10.0             # training length in epochs ...
+  c.num_train_steps = -1          # ... or in steps (wins when > 0)
+  c.log_every_steps = 50
+  c.eval_every_steps = -1         # periodic evaluation on the test split ...
+  c.eval_every_epochs = 1.0       # ... or every this many epochs (-1: only at the end)
+  c.checkpoint_every_steps = -1   # checkpoint period in steps ...
+  c.checkpoint_every_epochs = 1.0  # ... or epochs; always also at the end
+  c.keep_checkpoints = 3
+  c.l1 = 0.0                      # L1 penalty on weights (sparsity)
+  c.l2 = 0.0                      # L2 penalty on weights, added to the loss
+  c.max_norm = 0.0                # max-norm constraint on each unit's weights (0 = off)
+  c.label_smoothing = 0.0
+  c.dtype = "float32"             # compute dtype (params stay float32)
+  c.progress = True               # progress bar on a terminal
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
+  c.data = ml_collections.ConfigDict(dict(
+      name="mnist",
+      manual_dir="",              # folder with official files: DIR/mnist/*.gz (or $DEEPLEARN_DATA_DIR)
+      tfds_data_dir="",           # where TFDS keeps prepared data ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+      image_size=0,               # resize images to this square size once at load (0 = native)
+      normalize="unit",           # unit ([0, 1]) | standardize (per-channel mean/std) | none
+      num_threads=2,              # grain prefetch threads
+  ))
+  c.model = ml_collections.ConfigDict(dict(name="mlp"))
+  c.optimizer = optimizers.default_config()
+  return c
+
+
+def _check_finite(state: TrainState, ckpt: Checkpointer) -> None:
+  bad = int(jax.device_get(state.bad_step))
+  if bad >= 0:
+    ckpt.wait()
+    good = ckpt.steps()
+    kept = f"the last good checkpoint (step {good[-1]}) is kept" if good else "no checkpoint yet"
+    raise TrainingDiverged(f"the loss became NaN or Inf at step {bad + 1}; training stopped "
+                           f"and {kept} in {ckpt.directory}")
+
+
+def _mean(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
+  stacked = jax.device_get(pending)
+  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+
+
+@dataclasses.dataclass
+class Outcome:
+  results: dict[str, Any]
+  state: TrainState
+  model: Any
+  dataset: data.Dataset
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) in workdir and returns the figures of results.json."""
+  return run(config, workdir).results
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
+  """train_and_evaluate, also returning the final state, model and data."""
+  # -- validate everything before touching the workdir
+  mesh = parallel.make_mesh(config.mesh)
+  local_batch = parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
+  ds = data.load(config.data)
+  steps_per_epoch = len(ds.train) // config.batch_size
+  if steps_per_epoch == 0:
+    raise UserError(f"config.batch_size={config.batch_size} exceeds the {len(ds.train)} "
+                    f"training examples of {ds.name}")
+  total_steps = (config.num_train_steps if config.num_train_steps > 0
+                 else max(1, int(round(config.num_epochs * steps_per_epoch))))
+  eval_every = steps_from(config, "eval_every", steps_per_epoch)
+  ckpt_every = steps_from(config, "checkpoint_every", steps_per_epoch)
+  model = models.create(config.model, ds.num_classes, config.dtype)
+  tx, lr_fn = optimizers.create(config.optimizer, steps_per_epoch, total_steps)
+  init = make_init(model, tx, ds.input_shape, config.seed)
+  try:
+    abstract = jax.eval_shape(init)
+  except (ValueError, TypeError) as e:
+    raise UserError(f"model {config.model.name} does not fit {ds.name} inputs "
+                    f"{ds.input_shape}: {str(e).splitlines()[0]}") from e
+  shardings = parallel.param_sharding(abstract, mesh)
+
+  # -- workdir: check, compare with an existing run, resume
+  workdir_lib.check_writable(workdir)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  workdir_lib.prepare(workdir, config, has_checkpoint=bool(ckpt.steps()))
+  start_step, state = ckpt.restore(abstract_like(abstract, shardings))
+  if state is None:
+    start_step, state = 0, jax.jit(init, out_shardings=shardings)()
+  else:
+    logging.info("resuming from step %d in %s", start_step, workdir)
+  logging.info("%s on %s: %d params, %d steps (%d/epoch), global batch %d over mesh %s",
+               config.model.name, ds.name, num_params(state.params), total_steps,
+               steps_per_epoch, config.batch_size, dict(mesh.shape))
+
+  train_step = jax.jit(make_train_step(model, tx, config), donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(model, ds.num_classes))
+
+  def evaluate(split) -> dict[str, float]:
+    sums = None
+    for b in data.eval_batches(split, global_batch=config.eval_batch_size,
+                               transform=ds.transform, num_threads=config.data.num_threads):
+      out = eval_step(state, parallel.global_batch(b, mesh))
+      sums = out if sums is None else jax.tree.map(lambda a, c: a + c, sums, out)
+    sums = jax.device_get(sums)
+    count = float(sums.pop("count"))
+    return {k: float(v) / count for k, v in sums.items()}
+
+  writer = metrics.MetricsWriter(workdir, resume_step=start_step, total_steps=total_steps,
+                                 progress=config.progress, desc=config.model.name)
+  batches = data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
+                               start_step=start_step, end_step=total_steps,
+                               transform=ds.transform, num_threads=config.data.num_threads)
+  log_every = max(1, config.log_every_steps)
+  t0 = time.perf_counter()
+  steady_start = None      # wall clock once the first (compiling) step is done
+  paused = 0.0             # eval and checkpoint time, left out of the throughput
+  steady_steps = 0
+  pending: list[dict[str, jax.Array]] = []
+  last_train: dict[str, float] = {}
+  try:
+    for step in range(start_step, total_steps):
+      batch = parallel.global_batch(next(batches), mesh)
+      state, m = train_step(state, batch)
+      pending.append(m)
+      done = step + 1
+      if steady_start is None:
+        jax.block_until_ready(m)
+        steady_start = time.perf_counter()
+      else:
+        steady_steps += 1
+      if done % log_every == 0 or done == total_steps:
+        last_train = _mean(pending)
+        pending = []
+        _check_finite(state, ckpt)
+        elapsed = time.perf_counter() - steady_start - paused
+        eps = steady_steps * config.batch_size / elapsed if steady_steps and elapsed > 0 else 0.0
+        last_train.update(learning_rate=float(lr_fn(step)), examples_per_second=eps,
+                          epoch=done / steps_per_epoch)
+        writer.write(done, "train", last_train)
+        writer.progress(done, loss=last_train["loss"], acc=last_train["accuracy"],
+                        ex_s=round(eps))
+      periodic_eval = eval_every > 0 and done % eval_every == 0 and done != total_steps
+      periodic_ckpt = ckpt_every > 0 and done % ckpt_every == 0 and done != total_steps
+      if periodic_eval or periodic_ckpt:
+        jax.block_until_ready(state)
+        t_pause = time.perf_counter()
+        if periodic_eval:
+          writer.write(done, "eval", evaluate(ds.test))
+        if periodic_ckpt:
+          _check_finite(state, ckpt)
+          ckpt.save(done, state)
+        paused += time.perf_counter() - t_pause
+    jax.block_until_ready(state)
+    t_end = time.perf_counter()
+    _check_finite(state, ckpt)
+    ckpt.save(total_steps, state)
+    test = evaluate(ds.test)
+    writer.write(total_steps, "test", test)
+  finally:
+    writer.close()
+    ckpt.close()
+
+  if not last_train and jax.process_index() == 0:  # resumed a finished run: reuse its log
+    last_train = next((r for r in reversed(metrics.read_metrics(workdir))
+                       if r["split"] == "train"), {})
+  steady = (t_end - steady_start - paused) if steady_start else 0.0
+  results = {
+      "test_accuracy": test["accuracy"],
+      "test_error": 1.0 - test["accuracy"],
+      "test_loss": test["loss"],
+      "final_train_loss": last_train.get("loss", float("nan")),
+      "steps": total_steps,
+      "num_params": num_params(state.params),
+      "train_seconds": t_end - t0,
+      "examples_per_second": steady_steps * config.batch_size / steady if steady > 0 else None,
+  }
+  if "top5_accuracy" in test:
+    results["test_top5_accuracy"] = test["top5_accuracy"]
+  if jax.process_index() == 0:
+    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    metrics.plot_curves(workdir, title=f"{config.model.name} on {ds.name}")
+  return Outcome(results, state, model, ds)

@@ -1,0 +1,69 @@
+"""The run folder: default name, a writability check, config.json, and refusing to
+resume a run of another config."""
+
+import datetime
+import json
+import os
+import tempfile
+from typing import Any
+
+import jax
+import ml_collections
+
+from deeplearn_jax.config_utils import flatten, to_dict
+from deeplearn_jax.errors import WorkdirError
+
+# Keys that may change between a run and its resumption: durations and logging.
+RESUMABLE = ("num_epochs", "num_train_steps", "log_every_steps", "eval_every_steps",
+             "eval_every_epochs", "checkpoint_every_steps", "checkpoint_every_epochs",
+             "keep_checkpoints", "progress", "data.manual_dir", "data.tfds_data_dir",
+             "data.num_threads")
+
+
+def default(name: str) -> str:
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  return os.path.join("runs", f"{name}-{stamp}")
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def check_writable(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test"):
+      pass
+  except OSError as e:
+    raise WorkdirError(f"workdir {workdir} is not writable ({e.strerror or e})") from e
+
+
+def prepare(workdir: str, config: ml_collections.ConfigDict, has_checkpoint: bool) -> None:
+  """Checks an existing run's config against this one, then writes config.json.
+
+  Call after every input has been validated, so a bad run leaves no folder behind.
+  """
+  path = os.path.join(workdir, "config.json")
+  new = to_dict(config)
+  if os.path.exists(path):
+    try:
+      with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+      if not isinstance(old, dict):
+        raise ValueError("not a JSON object")
+    except (ValueError, OSError) as e:
+      raise WorkdirError(f"{path} is unreadable ({e}); move the workdir away or pick "
+                         "another --workdir") from e
+    a, b = flatten(old), flatten(new)
+    diff = sorted(k for k in set(a) | set(b)
+                  if a.get(k) != b.get(k) and not k.startswith(RESUMABLE))
+    if diff and has_checkpoint:
+      shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:4])
+      raise WorkdirError(f"workdir {workdir} holds a checkpoint of another config ({shown}"
+                         f"{' ...' if len(diff) > 4 else ''}); use another --workdir")
+  if jax.process_index() == 0:
+    atomic_write_json(path, new)

@@ -1,0 +1,1 @@
+"""One module per landmark result: `python -m experiments.NAME`."""

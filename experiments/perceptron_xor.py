@@ -1,0 +1,127 @@
+"""The perceptron and the XOR limit (Rosenblatt 1958; Minsky & Papert 1969), and the
+multi-layer net trained by backpropagation that removes it (Rumelhart, Hinton &
+Williams 1986).
+
+Published: a single-layer perceptron cannot exceed 3/4 of the XOR truth table;
+a 2-layer MLP trained by backpropagation reaches 4/4.
+
+Command:  python -m experiments.perceptron_xor
+Hardware: (filled in from a real run, see README "Results")
+Outputs:  results.json (perceptron_and, perceptron_or, perceptron_xor, mlp_xor),
+          decision_boundaries.png, metrics.jsonl (perceptron mistakes per epoch),
+          mlp_xor/ (the MLP's own run folder).
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from deeplearn_jax import cli, metrics
+from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax.data import embedded
+from deeplearn_jax.models import perceptron
+from deeplearn_jax.train import supervised
+
+TABLES = ("and", "or", "xor")
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  # The top level is the MLP's supervised config; `perceptron` holds the rule's knobs.
+  c = supervised.base_config()
+  c.data.name = "xor"
+  c.data.normalize = "none"
+  c.model = ml_collections.ConfigDict(dict(name="mlp", hidden=(8,), activation="tanh"))
+  c.batch_size = 4                # the whole truth table each step
+  c.eval_batch_size = 4
+  c.mesh.data = 1                 # 4 rows: one device is plenty
+  c.num_train_steps = 400
+  c.log_every_steps = 20
+  c.eval_every_steps = 100
+  c.checkpoint_every_steps = -1
+  c.checkpoint_every_epochs = -1.0  # only at the end
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.5
+  c.perceptron = ml_collections.ConfigDict(dict(
+      epochs=20, learning_rate=1.0,
+      search_grid=41))              # weights tried per axis in the exhaustive search
+  if variant == "smoke":
+    c.num_train_steps = 200
+    c.progress = False
+  elif variant:
+    raise ValueError(f"unknown variant {variant!r} of perceptron_xor: use smoke")
+  c.lock()
+  return c
+
+
+def best_threshold_unit(rows: dict[str, np.ndarray], grid_size: int) -> float:
+  """Best accuracy of ANY single threshold unit step(w.x + b) on the table, by
+  exhaustive search over a weight grid: Minsky & Papert's limit, measured."""
+  ws = jnp.linspace(-2.0, 2.0, grid_size)
+  w1, w2, b = (a.reshape(-1) for a in jnp.meshgrid(ws, ws, ws))
+  x, y = jnp.asarray(rows["input"]), jnp.asarray(rows["label"])
+  pred = (x[:, 0:1] * w1 + x[:, 1:2] * w2 + b > 0).astype(jnp.int32)  # [4, grid^3]
+  return float(jnp.max(jnp.mean(pred == y[:, None], axis=0)))
+
+
+def _plot(path: str, boundaries: dict[str, tuple[np.ndarray, float]]) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+  fig, axes = plt.subplots(1, len(boundaries), figsize=(3.2 * len(boundaries), 3.4))
+  for ax, (title, (grid, acc)) in zip(axes, boundaries.items()):
+    table = title.split()[-1]
+    ax.imshow(grid, origin="lower", extent=(-0.5, 1.5, -0.5, 1.5), cmap="coolwarm",
+              alpha=0.35, vmin=0, vmax=1)
+    y = np.array(embedded.TRUTH_TABLES[table])
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=120, vmin=0, vmax=1)
+    ax.set_title(f"{title}: {acc:.0%}")
+    ax.set_xticks([0, 1])
+    ax.set_yticks([0, 1])
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  workdir_lib.check_writable(workdir)
+  workdir_lib.prepare(workdir, config, has_checkpoint=False)
+  axis = np.linspace(-0.5, 1.5, 101, dtype=np.float32)
+  grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+  results, boundaries = {}, {}
+  writer = metrics.MetricsWriter(workdir, progress=False)
+  for table in TABLES:
+    rows = embedded.truth_table(table)["train"]
+    x, y = jnp.asarray(rows["input"]), jnp.asarray(rows["label"])
+    params, mistakes = jax.jit(perceptron.train, static_argnames="epochs")(
+        perceptron.init(2), x, y, epochs=config.perceptron.epochs,
+        learning_rate=config.perceptron.learning_rate)
+    acc = float(jnp.mean(perceptron.predict(params, x) == y))
+    results[f"perceptron_{table}"] = acc
+    results[f"perceptron_{table}_mistakes_last_epoch"] = int(mistakes[-1])
+    for epoch, m in enumerate(np.asarray(mistakes), 1):
+      writer.write(epoch, "train", {f"perceptron_{table}_mistakes": int(m)})
+    boundaries[f"perceptron {table}"] = (
+        np.asarray(perceptron.predict(params, grid)).reshape(len(axis), -1), acc)
+  writer.close()
+  results["best_threshold_unit_xor"] = best_threshold_unit(
+      embedded.truth_table("xor")["train"], grid_size=config.perceptron.search_grid)
+
+  mlp = supervised.run(config, os.path.join(workdir, "mlp_xor"))
+  results["mlp_xor"] = mlp.results["test_accuracy"]
+  results["mlp_xor_final_train_loss"] = mlp.results["final_train_loss"]
+  logits = mlp.model.apply({"params": mlp.state.params}, jnp.asarray(grid))
+  boundaries["2-layer MLP xor"] = (
+      np.asarray(jnp.argmax(logits, -1)).reshape(len(axis), -1), results["mlp_xor"])
+  if jax.process_index() == 0:
+    _plot(os.path.join(workdir, "decision_boundaries.png"), boundaries)
+    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+  return results
+
+
+if __name__ == "__main__":
+  cli.run(__file__, "perceptron_xor", train_and_evaluate)
