@@ -59,8 +59,13 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
     try:
       parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                           FLAGS.distributed_timeout)
+      try:
+        config = FLAGS.config
+        config.get("seed")  # a file that failed to load raises on first use
+      except (OSError, ValueError) as e:
+        fail(_last_line(e), 2)
       workdir = FLAGS.workdir or workdir_lib.default(name)
-      results = train_fn(FLAGS.config, workdir)
+      results = train_fn(config, workdir)
     except UserError as e:
       fail(str(e), e.exit_code)
     except TrainingDiverged as e:
@@ -68,4 +73,26 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
     if jax.process_index() == 0:
       print(json.dumps({"workdir": os.path.abspath(workdir), **results}, indent=1))
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with every failure (unknown key, wrong type, bad variant) as one line."""
+  try:
+    return FLAGS(argv)
+  except (KeyError, AttributeError) as e:  # ml_collections: an override of an unknown key
+    key = str(e).strip("\"' ")
+    where = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
+    fail(f"unknown config key {where[0][2:] if where else key}", 2)
+  except Exception as e:
+    fail(_last_line(e), 2)
+  return []
+
+
+def _last_line(e: BaseException) -> str:
+  """The informative line of an error whose text may embed a traceback."""
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  if len(lines) > 1 and lines[0].startswith("flag --config"):
+    lines = [lines[0].split(":")[0] + ": " + lines[-1]]
+  text = lines[-1] if lines else type(e).__name__
+  return text[:400]

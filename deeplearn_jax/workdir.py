@@ -14,7 +14,7 @@ from deeplearn_jax.config_utils import flatten, to_dict
 from deeplearn_jax.errors import WorkdirError
 
 # Keys that may change between a run and its resumption: durations and logging.
-RESUMABLE = ("num_epochs", "num_train_steps", "log_every_steps", "eval_every_steps",
+RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_steps", "eval_every_steps",
              "eval_every_epochs", "checkpoint_every_steps", "checkpoint_every_epochs",
              "keep_checkpoints", "progress", "data.manual_dir", "data.tfds_data_dir",
              "data.num_threads")

@@ -23,6 +23,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
                                            dropout=0.0))
   c.batch_size = 128
   c.num_epochs = 12.0
+  c.min_train_steps = 800       # digits has 11 steps an epoch: give it ~70 epochs
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 2e-3
   c.optimizer.schedule = "cosine"
@@ -32,14 +33,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.optimizer.name, c.optimizer.learning_rate = "momentum", 0.05
     c.num_epochs = 20.0
   elif variant == "smoke":
-    c.data.name = "digits"
-    c.batch_size = 64
-    c.eval_batch_size = 120
-    c.num_train_steps = 60
-    c.log_every_steps = 10
-    c.checkpoint_every_steps = 20
+    supervised.make_smoke(c, steps=60)
     c.eval_every_steps = 30
-    c.progress = False
   elif variant:
     raise ValueError(f"unknown variant {variant!r} of lenet: use smoke or paper")
   c.lock()

@@ -20,12 +20,11 @@ VARIANTS = ("plain", "l2", "l1", "dropout", "dropout_maxnorm")
 
 
 def get_config(variant: str = "dropout") -> ml_collections.ConfigDict:
-  variant = variant or "dropout"
-  smoke = variant.endswith("smoke")
-  name = variant.split(",")[0] if smoke and "," in variant else variant
-  if smoke and name == "smoke":
-    name = "dropout"
-  if name not in VARIANTS:
+  parts = (variant or "dropout").split(",")
+  smoke = "smoke" in parts
+  names = [p for p in parts if p != "smoke"] or ["dropout"]
+  name = names[0]
+  if len(names) > 1 or name not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r} of mnist_dnn: use one of "
                      f"{', '.join(VARIANTS)} (append ',smoke' for a seconds-long run)")
   c = supervised.base_config()
@@ -51,14 +50,8 @@ def get_config(variant: str = "dropout") -> ml_collections.ConfigDict:
     c.max_norm = 3.5
     c.optimizer.learning_rate = 0.1
   if smoke:
-    c.data.name = "digits"
+    supervised.make_smoke(c, steps=80)
     c.model.hidden = (64, 64)
-    c.batch_size = 64
-    c.eval_batch_size = 120
-    c.num_train_steps = 80
-    c.log_every_steps = 20
-    c.checkpoint_every_steps = 40
-    c.progress = False
   c.lock()
   return c
 

@@ -16,9 +16,10 @@ from deeplearn_jax.data import embedded, tfds_sources
 from deeplearn_jax.data.pipeline import ArraySplit, Batch, Split, eval_batches, train_batches
 from deeplearn_jax.errors import DataError
 
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10,  # through TFDS
+               "digits": 10, "xor": 2, "and": 2, "or": 2}        # embedded
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10")
-EMBEDDED_NAMES = ("digits", "xor", "and", "or")
-NAMES = TFDS_NAMES + EMBEDDED_NAMES
+NAMES = tuple(NUM_CLASSES)
 
 
 @dataclasses.dataclass
@@ -66,25 +67,23 @@ def _make_transform(kind: str, train_inputs: np.ndarray) -> Callable[[Batch], Ba
 def load(config: ml_collections.ConfigDict) -> Dataset:
   """Loads `config.name`'s train and test splits into memory."""
   name = config.name
-  if name in EMBEDDED_NAMES:
+  if name not in NAMES:
+    raise DataError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+  if name not in TFDS_NAMES:
     splits = embedded.digits() if name == "digits" else embedded.truth_table(name)
-  elif name in TFDS_NAMES:
+  else:
     data_dir = config.get("tfds_data_dir") or tfds_sources.default_data_dir()
     manual = tfds_sources.manual_dir_from(config.get("manual_dir", ""))
     splits = {}
     for split in ("train", "test"):
       raw = tfds_sources.read_all(tfds_sources.load_split(name, split, data_dir, manual))
       splits[split] = {"input": raw["image"], "label": raw["label"].astype(np.int32)}
-  else:
-    raise DataError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
   size = int(config.get("image_size", 0))
   for s in splits.values():
     if s["input"].ndim == 4:
       s["input"] = _resize(s["input"], size)
-  num_classes = int(max(s["label"].max() for s in splits.values())) + 1
-  num_classes = max(num_classes, 10 if name in TFDS_NAMES + ("digits",) else 2)
   transform = _make_transform(config.get("normalize", "unit"), splits["train"]["input"])
-  return Dataset(name, ArraySplit(splits["train"]), ArraySplit(splits["test"]), num_classes,
+  return Dataset(name, ArraySplit(splits["train"]), ArraySplit(splits["test"]), NUM_CLASSES[name],
                  transform)
 
 

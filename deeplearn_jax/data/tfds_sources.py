@@ -100,5 +100,5 @@ def load_split(name: str, split: str, data_dir: str, manual_dir: str):
 
 def read_all(source, keys=("image", "label")) -> dict[str, np.ndarray]:
   """Decodes a whole (small) split into memory: one pass, then pure numpy indexing."""
-  records = source.__getitems__(list(range(len(source))))
+  records = [source[i] for i in range(len(source))]  # tfds' mock source lacks __getitems__
   return {k: np.stack([np.asarray(r[k]) for r in records]) for k in keys}

@@ -36,6 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000        # global eval batch (the last one is padded)
   c.num_epochs = 10.0             # training length in epochs ...
   c.num_train_steps = -1          # ... or in steps (wins when > 0)
+  c.min_train_steps = 0           # floor on the length, so tiny datasets get enough updates
   c.log_every_steps = 50
   c.eval_every_steps = -1         # periodic evaluation on the test split ...
   c.eval_every_epochs = 1.0       # ... or every this many epochs (-1: only at the end)
@@ -60,6 +61,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(name="mlp"))
   c.optimizer = optimizers.default_config()
   return c
+
+
+def make_smoke(c: ml_collections.ConfigDict, steps: int = 60) -> None:
+  """Shrinks a config in place to a seconds-long run on the embedded digits (`:smoke`)."""
+  c.data.name = "digits"
+  c.batch_size = 64
+  c.eval_batch_size = 120
+  c.num_train_steps = steps
+  c.log_every_steps = 10
+  c.checkpoint_every_steps = steps // 3
+  c.progress = False
 
 
 def _check_finite(state: TrainState, ckpt: Checkpointer) -> None:
@@ -102,7 +114,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
     raise UserError(f"config.batch_size={config.batch_size} exceeds the {len(ds.train)} "
                     f"training examples of {ds.name}")
   total_steps = (config.num_train_steps if config.num_train_steps > 0
-                 else max(1, int(round(config.num_epochs * steps_per_epoch))))
+                 else max(1, int(round(config.num_epochs * steps_per_epoch)),
+                          config.min_train_steps))
   eval_every = steps_from(config, "eval_every", steps_per_epoch)
   ckpt_every = steps_from(config, "checkpoint_every", steps_per_epoch)
   model = models.create(config.model, ds.num_classes, config.dtype)

@@ -1,0 +1,413 @@
+r"""LeNet-5 on CPU: our JAX code against the same model and recipe in PyTorch.
+
+Command (from the repository root, on an otherwise idle machine; torch is optional:
+`pip install torch==2.13.0`, or `pip install -e .[bench]`):
+
+    python benchmarks/lenet_throughput.py
+
+It measures, in one process, one framework after the other (in --frameworks order):
+
+ (a) Training throughput: examples/s of steady-state training steps (batch 128, float32),
+     after --warmup steps (the first one includes JAX's compilation), averaged over
+     --steps timed steps. Both frameworks cycle through the same 8 pre-built batches of
+     random images in [0, 1] with random labels, already converted to framework arrays,
+     so no input pipeline is timed (the cost of a LeNet step does not depend on the
+     values). JAX runs the trainer's own jitted step (make_train_step, donate_argnums=0).
+ (b) Time to 99% test accuracy on real MNIST with the recipe of experiments/lenet.py
+     (Adam 2e-3, 0.5 epoch linear warmup then cosine decay over the config's 12 epochs,
+     batch 128, inputs in [0, 1]). Each epoch is a shuffled pass (same order for both)
+     over the 60k training images, dropping the last partial batch as the trainer does,
+     followed by an evaluation on the 10k test images. It stops at the first epoch with
+     test accuracy >= 0.99, or after --max_epochs. The reported wall time runs from the
+     first training step to the end of that evaluation: it includes compilation, the host
+     batch preparation (the same numpy gather and scaling for both) and every per-epoch
+     evaluation; dataset loading and model initialisation are left out. Training and
+     evaluation seconds are also reported apart.
+
+The PyTorch model is the same network (NCHW, eager mode, default layer initialisation
+rather than flax's, which is why the two do not start from the same weights) trained by
+torch.optim.Adam with the same betas/eps and the same schedule as a per-step LambdaLR.
+PyTorch uses torch.set_num_threads(os.cpu_count()); JAX uses XLA's default threading.
+Other busy processes distort both, PyTorch far more (its OpenMP threads wait on each
+other when a core is taken), so the load average is recorded and warned about.
+
+Results: a table on stdout and JSON in --out (default benchmarks/results/lenet_throughput.json).
+Quick check of the code path (seconds; the numbers are not a benchmark):
+
+    python benchmarks/lenet_throughput.py --steps 10 --warmup 2 --limit_train 2000 \
+        --max_epochs 1 --out /tmp/lenet_check.json
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `experiments` is not an installed package
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from deeplearn_jax import data, models, parallel  # noqa: E402
+from deeplearn_jax.config_utils import steps_from  # noqa: E402
+from deeplearn_jax.train import optimizers  # noqa: E402
+from deeplearn_jax.train.state import make_init, num_params  # noqa: E402
+from deeplearn_jax.train.steps import make_eval_step, make_train_step  # noqa: E402
+from experiments import lenet  # noqa: E402
+
+FRAMEWORKS = ("jax", "torch")
+TARGET = 0.99
+POOL = 8  # distinct batches cycled through in the throughput test
+
+
+def make_config(args):
+  """experiments/lenet.py's config with this script's batch size and data folders."""
+  c = lenet.get_config()
+  c.unlock()
+  c.batch_size = args.batch_size
+  c.data.manual_dir = args.data_dir
+  c.data.tfds_data_dir = args.tfds_data_dir
+  return c
+
+
+class Recipe:
+  """The config and the step counts derived from it for `num_train` training examples."""
+
+  def __init__(self, c, num_train: int):
+    self.config = c
+    self.steps_per_epoch = num_train // c.batch_size
+    if self.steps_per_epoch == 0:
+      raise SystemExit(f"--batch_size {c.batch_size} exceeds the {num_train} training examples")
+    # The schedule always spans the config's num_epochs, whatever --max_epochs cuts it to.
+    self.total_steps = max(1, int(round(c.num_epochs * self.steps_per_epoch)))
+    self.warmup_steps = max(0, steps_from(c.optimizer, "warmup", self.steps_per_epoch))
+
+  def lr_factor(self, step: int) -> float:
+    """Warmup + cosine as a fraction of the peak, written out for PyTorch.
+
+    Matches optax's join_schedules(linear 0 -> peak, cosine_decay): the first update uses
+    step 0 (factor 0) in both, as LambdaLR starts at lambda(0) before any scheduler.step().
+    """
+    w, alpha = self.warmup_steps, self.config.optimizer.end_learning_rate_factor
+    if step < w:
+      return step / w
+    decay = max(1, self.total_steps - w)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(step - w, decay) / decay))
+    return (1.0 - alpha) * cosine + alpha
+
+
+class JaxRunner:
+  """Our code path: models.create, optimizers.create, make_init, the trainer's jitted step."""
+
+  name = "jax"
+
+  def __init__(self, recipe: Recipe, num_classes: int = 10):
+    c = recipe.config
+    self.mesh = parallel.make_mesh(c.mesh)
+    model = models.create(c.model, num_classes, c.dtype)
+    tx, self.lr_fn = optimizers.create(c.optimizer, recipe.steps_per_epoch, recipe.total_steps)
+    init = make_init(model, tx, (28, 28, 1), c.seed)
+    shardings = parallel.param_sharding(jax.eval_shape(init), self.mesh)
+    self.state = jax.jit(init, out_shardings=shardings)()
+    self.num_params = num_params(self.state.params)
+    self._train_step = jax.jit(make_train_step(model, tx, c), donate_argnums=0)
+    self._eval_step = jax.jit(make_eval_step(model, num_classes))
+    self._metrics = None
+
+  def put(self, batch):
+    return parallel.global_batch(batch, self.mesh)
+
+  def step(self, batch) -> None:
+    self.state, self._metrics = self._train_step(self.state, batch)
+
+  def sync(self) -> None:
+    jax.block_until_ready((self.state, self._metrics))
+
+  def accuracy(self, batches) -> float:
+    outs = [self._eval_step(self.state, self.put(b)) for b in batches]
+    outs = jax.device_get(outs)
+    return float(sum(o["accuracy"] for o in outs) / sum(o["count"] for o in outs))
+
+  @staticmethod
+  def info() -> dict:
+    import flax
+    import optax
+    return {"version": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "threads": "XLA default (not set)",
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+
+
+class TorchRunner:
+  """The same LeNet-5 and recipe in plain eager PyTorch."""
+
+  name = "torch"
+
+  def __init__(self, recipe: Recipe, num_classes: int = 10):
+    import torch
+    from torch import nn
+    self.torch = torch
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(recipe.config.seed)
+    # NCHW; C1 padding=2 is flax's 'SAME' for a 5x5 kernel. Flattening is channel-major
+    # here and channel-minor in flax: a fixed permutation of C5's inputs, same network.
+    self.model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, num_classes))
+    self.num_params = sum(p.numel() for p in self.model.parameters())
+    opt = recipe.config.optimizer
+    self.opt = torch.optim.Adam(self.model.parameters(), lr=opt.learning_rate,
+                                betas=(opt.b1, opt.b2), eps=opt.eps)
+    self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, recipe.lr_factor)
+    self.loss_fn = nn.CrossEntropyLoss()
+
+  def put(self, batch):
+    # NHWC with C=1 has the same memory layout as NCHW: the reshape copies nothing.
+    x = self.torch.from_numpy(batch["input"]).reshape(-1, 1, 28, 28)
+    out = {"input": x, "label": self.torch.from_numpy(batch["label"]).long()}
+    if "mask" in batch:
+      out["mask"] = self.torch.from_numpy(batch["mask"])
+    return out
+
+  def step(self, batch) -> None:
+    self.model.train()
+    self.opt.zero_grad(set_to_none=True)
+    loss = self.loss_fn(self.model(batch["input"]), batch["label"])
+    loss.backward()
+    self.opt.step()
+    self.sched.step()
+
+  def sync(self) -> None:
+    pass  # eager CPU execution is synchronous
+
+  def accuracy(self, batches) -> float:
+    self.model.eval()
+    correct = count = 0.0
+    with self.torch.inference_mode():
+      for b in map(self.put, batches):
+        hit = (self.model(b["input"]).argmax(1) == b["label"]).float()
+        correct += float((hit * b["mask"]).sum())
+        count += float(b["mask"].sum())
+    return correct / count
+
+  def info(self) -> dict:
+    t = self.torch
+    return {"version": t.__version__, "threads": t.get_num_threads(),
+            "interop_threads": t.get_num_interop_threads()}
+
+
+def check_schedules_match(recipe: Recipe) -> None:
+  """PyTorch's LambdaLR must follow exactly optax's schedule, step for step."""
+  _, lr_fn = optimizers.create(recipe.config.optimizer, recipe.steps_per_epoch,
+                               recipe.total_steps)
+  steps = np.arange(recipe.total_steps + 2)
+  ours = np.asarray(jax.vmap(lr_fn)(jnp.asarray(steps)))
+  theirs = recipe.config.optimizer.learning_rate * np.array([recipe.lr_factor(s) for s in steps])
+  if not np.allclose(ours, theirs, rtol=1e-5, atol=1e-9):
+    raise AssertionError(f"LR schedules differ: max |diff| {np.abs(ours - theirs).max():.3g}")
+
+
+def throughput(runner, pool, warmup: int, steps: int, batch_size: int) -> dict:
+  t = time.perf_counter()
+  runner.step(pool[0])
+  runner.sync()
+  first = time.perf_counter() - t
+  for i in range(1, warmup):
+    runner.step(pool[i % len(pool)])
+  runner.sync()
+  t = time.perf_counter()
+  for i in range(steps):
+    runner.step(pool[i % len(pool)])
+  runner.sync()
+  elapsed = time.perf_counter() - t
+  return {"examples_per_second": steps * batch_size / elapsed,
+          "ms_per_step": 1e3 * elapsed / steps, "timed_steps": steps,
+          "warmup_steps": warmup, "first_step_seconds": first}
+
+
+def eval_batches(split, transform, size: int):
+  """The whole split in order; the last batch is padded and 'mask' marks real rows."""
+  n = len(split)
+  for start in range(0, n, size):
+    idx = np.arange(start, start + size)
+    batch = transform(split.gather(np.minimum(idx, n - 1)))
+    batch["mask"] = (idx < n).astype(np.float32)
+    yield batch
+
+
+def time_to_accuracy(runner, ds, recipe: Recipe, max_epochs: int) -> dict:
+  c = recipe.config
+  spe, bs, n = recipe.steps_per_epoch, c.batch_size, len(ds.train)
+  train_s = eval_s = 0.0
+  history = []
+  for epoch in range(1, max_epochs + 1):
+    # Same order for every framework; the trainer's grain pipeline is not used so
+    # that both are fed by the same plain numpy code.
+    order = np.random.default_rng([c.seed, epoch]).permutation(n)
+    t = time.perf_counter()
+    for s in range(spe):
+      runner.step(runner.put(ds.transform(ds.train.gather(order[s * bs:(s + 1) * bs]))))
+    runner.sync()
+    t_eval = time.perf_counter()
+    acc = runner.accuracy(eval_batches(ds.test, ds.transform, c.eval_batch_size))
+    train_s += t_eval - t
+    eval_s += time.perf_counter() - t_eval
+    history.append({"epoch": epoch, "test_accuracy": acc, "wall_seconds": train_s + eval_s})
+    print(f"  {runner.name} epoch {epoch}: test accuracy {acc:.4f}, "
+          f"{train_s + eval_s:.1f} s", flush=True)
+    if acc >= TARGET:
+      break
+  reached = history[-1]["test_accuracy"] >= TARGET
+  return {"reached": reached, "target": TARGET, "epochs": len(history),
+          "test_accuracy": history[-1]["test_accuracy"],
+          "wall_seconds": train_s + eval_s, "train_seconds": train_s, "eval_seconds": eval_s,
+          "train_examples_per_second": len(history) * spe * bs / train_s,
+          "wall_includes": "training (incl. compilation and host batch preparation) and "
+                           "every per-epoch test evaluation",
+          "history": history}
+
+
+def cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def print_table(results: dict) -> None:
+  names = list(results["frameworks"])
+  rows = [("version", lambda r: r["info"]["version"]),
+          ("threads", lambda r: r["info"]["threads"]),
+          ("params", lambda r: f"{r['num_params']:,}"),
+          ("train examples/s", lambda r: f"{r['throughput']['examples_per_second']:,.0f}"),
+          ("ms/step", lambda r: f"{r['throughput']['ms_per_step']:.2f}"),
+          ("first step s", lambda r: f"{r['throughput']['first_step_seconds']:.2f}")]
+  if results["settings"]["time_to_accuracy"]:
+    rows += [("epochs to 99%", lambda r: str(r["accuracy"]["epochs"])
+              + ("" if r["accuracy"]["reached"] else " (not reached)")),
+             ("test accuracy", lambda r: f"{r['accuracy']['test_accuracy']:.4f}"),
+             ("wall s (train+eval)", lambda r: f"{r['accuracy']['wall_seconds']:.1f}"),
+             ("  of which train s", lambda r: f"{r['accuracy']['train_seconds']:.1f}")]
+  table = [["", *names]] + [[label, *(str(get(results["frameworks"][n])) for n in names)]
+                            for label, get in rows]
+  widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+  print()
+  for row in table:
+    print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                    for i, (cell, w) in enumerate(zip(row, widths))))
+  print(f"\nCPU: {results['machine']['cpu_model']}, {results['machine']['cpu_count']} cores")
+
+
+def parse_args() -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--steps", type=int, default=200, help="timed training steps")
+  p.add_argument("--warmup", type=int, default=20, help="untimed steps first (incl. compile)")
+  p.add_argument("--batch_size", type=int, default=128)
+  p.add_argument("--skip_accuracy", action="store_true",
+                 help="throughput only: no MNIST, no time-to-99%% run")
+  p.add_argument("--max_epochs", type=int, default=None,
+                 help="epoch cap of the time-to-99%% run (default and maximum: the config's "
+                      "num_epochs; the LR schedule always spans num_epochs)")
+  p.add_argument("--frameworks", default="jax,torch", help="comma-separated: jax,torch")
+  p.add_argument("--out", default=str(REPO / "benchmarks/results/lenet_throughput.json"))
+  p.add_argument("--data_dir", default=str((REPO / "../shared/data").resolve()),
+                 help="folder with the official MNIST files in mnist/ (config.data.manual_dir)")
+  p.add_argument("--tfds_data_dir", default="",
+                 help="where TFDS keeps prepared data ('' = $TFDS_DATA_DIR or "
+                      "~/tensorflow_datasets)")
+  p.add_argument("--limit_train", type=int, default=0,
+                 help="dev only: train on the first N images (checks the code path; the "
+                      "numbers are not a benchmark)")
+  args = p.parse_args()
+  args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+  bad = [f for f in args.frameworks if f not in FRAMEWORKS]
+  if bad or not args.frameworks:
+    p.error(f"--frameworks: unknown {bad}; choose from {','.join(FRAMEWORKS)}")
+  if args.steps < 1 or args.warmup < 1:
+    p.error("--steps and --warmup must be >= 1")
+  return args
+
+
+def main() -> None:
+  args = parse_args()
+  num_epochs = int(lenet.get_config().num_epochs)
+  max_epochs = num_epochs if args.max_epochs is None else args.max_epochs
+  if not 1 <= max_epochs <= num_epochs:
+    raise SystemExit(f"--max_epochs must be in 1..{num_epochs} (the config's num_epochs)")
+
+  config = make_config(args)
+  ds = None
+  num_train = 60000  # MNIST's; sets the schedule's length, which throughput ignores
+  if not args.skip_accuracy:
+    print("loading MNIST ...", flush=True)
+    ds = data.load(config.data)
+    if args.limit_train:
+      ds.train = data.ArraySplit({k: v[:args.limit_train] for k, v in ds.train.arrays.items()})
+    num_train = len(ds.train)
+  recipe = Recipe(config, num_train)
+  if "torch" in args.frameworks:
+    check_schedules_match(recipe)
+
+  rng = np.random.default_rng(recipe.config.seed)
+  pool = [{"input": rng.random((args.batch_size, 28, 28, 1), dtype=np.float32),
+           "label": rng.integers(0, 10, args.batch_size).astype(np.int32)}
+          for _ in range(POOL)]
+
+  results = {
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "command": " ".join(["python", *sys.argv]),
+      "machine": {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+                  "schedulable_cores": len(os.sched_getaffinity(0)),
+                  "load_average_at_start": os.getloadavg(), "python": platform.python_version()},
+      "settings": {"batch_size": args.batch_size, "dtype": "float32", "timed_steps": args.steps,
+                   "warmup_steps": args.warmup, "throughput_data": f"{POOL} random batches",
+                   "time_to_accuracy": not args.skip_accuracy, "target_accuracy": TARGET,
+                   "max_epochs": max_epochs, "limit_train": args.limit_train or None,
+                   "steps_per_epoch": recipe.steps_per_epoch,
+                   "schedule_steps": recipe.total_steps, "lr_warmup_steps": recipe.warmup_steps,
+                   "optimizer": recipe.config.optimizer.to_dict(),
+                   "eval_batch_size": recipe.config.eval_batch_size},
+      "frameworks": {},
+  }
+  load = os.getloadavg()[0]
+  if load > 0.5:
+    # Busy cores distort both numbers, PyTorch's most: its OpenMP threads wait on each other.
+    print(f"warning: load average {load:.1f} on {os.cpu_count()} cores; "
+          "benchmark on an otherwise idle machine", flush=True)
+  runners = {"jax": JaxRunner, "torch": TorchRunner}
+  for name in args.frameworks:
+    print(f"{name}: throughput ({args.warmup} warm-up + {args.steps} timed steps) ...",
+          flush=True)
+    runner = runners[name](recipe)
+    out = {"num_params": runner.num_params, "info": runner.info(),
+           "throughput": throughput(runner, [runner.put(b) for b in pool], args.warmup,
+                                    args.steps, args.batch_size)}
+    if ds is not None:
+      print(f"{name}: time to {TARGET:.0%} test accuracy ...", flush=True)
+      out["accuracy"] = time_to_accuracy(runners[name](recipe), ds, recipe, max_epochs)
+    results["frameworks"][name] = out
+
+  print_table(results)
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump(results, f, indent=2)
+  print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,29 @@
+"""Test setup: 8 fake CPU devices (sharding tests), a persistent compile cache, and a
+private TFDS folder so tests never touch the user's ~/tensorflow_datasets."""
+
+import os
+
+import jax
+import pytest
+
+jax.config.update("jax_num_cpu_devices", 8)
+jax.config.update("jax_compilation_cache_dir", os.environ.get(
+    "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/deeplearn_jax/xla")))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> str:
+  """The real data files (../shared/data); tests that need them skip without them."""
+  if not os.path.isfile(os.path.join(SHARED_DATA, "mnist", "train-images-idx3-ubyte.gz")):
+    pytest.skip(f"real data not found at {SHARED_DATA}")
+  return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> str:
+  """One TFDS data folder per test session (real MNIST is prepared into it once)."""
+  return str(tmp_path_factory.mktemp("tfds"))

@@ -1,0 +1,93 @@
+"""The command line as a user meets it: real subprocesses, exit codes and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def _run(args, tmp_path, expect_ok=False):
+  env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=300)
+  if expect_ok:
+    assert proc.returncode == 0, proc.stderr[-2000:]
+  return proc
+
+
+def _assert_clean_error(proc, pattern):
+  assert proc.returncode != 0
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: "), proc.stderr[-1000:]
+  assert pattern in last, last
+
+
+def test_smoke_command_writes_results_and_resumes(tmp_path):
+  wd = tmp_path / "run"
+  cmd = ["experiments.lenet", "--config=experiments/lenet.py:smoke", f"--workdir={wd}"]
+  first = _run(cmd, tmp_path, expect_ok=True)
+  printed = json.loads(first.stdout)
+  results = json.loads((wd / "results.json").read_text())
+  for key in ("test_accuracy", "test_error", "final_train_loss", "steps", "num_params",
+              "train_seconds", "examples_per_second"):
+    assert key in results
+  assert printed["test_accuracy"] == results["test_accuracy"]
+  # The same command again finds the finished run and reports the same figures.
+  again = json.loads(_run(cmd, tmp_path, expect_ok=True).stdout)
+  assert again["test_accuracy"] == results["test_accuracy"]
+  assert again["final_train_loss"] == results["final_train_loss"]
+
+
+BAD_FLAGS = [
+    (["--config.nosuch=1"], "unknown config key config.nosuch"),
+    (["--config.data.nosuch=1"], "unknown config key config.data.nosuch"),
+    (["--config.batch_size=abc"], "--config.batch_size=abc"),
+    (["--config.batch_size=0"], "batch_size must be positive"),
+    (["--config.data.name=imagenot"], "unknown dataset 'imagenot'"),
+    (["--config.model.name=vgg99"], "unknown model 'vgg99'"),
+    (["--config=experiments/lenet.py:bogus"], "unknown variant 'bogus'"),
+    (["--config=experiments/nofile.py"], "nofile.py"),
+    (["--config.optimizer.name=lbfgs"], "optimizer.name must be one of"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_FLAGS, ids=[m for _, m in BAD_FLAGS])
+def test_bad_flags_give_one_line(flags, message, tmp_path):
+  wd = tmp_path / "run"
+  proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke", *flags,
+               f"--workdir={wd}"], tmp_path)
+  _assert_clean_error(proc, message)
+  assert not wd.exists()
+
+
+def test_missing_and_truncated_data_files(tmp_path):
+  manual = tmp_path / "manual"
+  cmd = ["experiments.lenet", f"--config.data.manual_dir={manual}", f"--workdir={tmp_path / 'r'}"]
+  _assert_clean_error(_run(cmd, tmp_path), "mnist does not exist")
+  (manual / "mnist").mkdir(parents=True)
+  (manual / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00cut")
+  _assert_clean_error(_run(cmd, tmp_path), "train-images-idx3-ubyte.gz")
+  assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_workdir_and_foreign_checkpoint(tmp_path):
+  (tmp_path / "file").write_text("x")
+  proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke",
+               f"--workdir={tmp_path / 'file' / 'run'}"], tmp_path)
+  _assert_clean_error(proc, "is not writable")
+
+  wd = tmp_path / "run"
+  _run(["experiments.mnist_dnn", "--config=experiments/mnist_dnn.py:plain,smoke",
+        "--config.num_train_steps=10", f"--workdir={wd}"], tmp_path, expect_ok=True)
+  before = sorted(p.name for p in (wd / "checkpoints").iterdir())
+  proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke", f"--workdir={wd}"],
+              tmp_path)
+  _assert_clean_error(proc, "holds a checkpoint of another config")
+  assert sorted(p.name for p in (wd / "checkpoints").iterdir()) == before
+  assert json.loads((wd / "config.json").read_text())["model"]["name"] == "mlp"

@@ -1,0 +1,109 @@
+"""Models and the pieces of the loss: shapes, parameter counts, the perceptron rule."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from deeplearn_jax import models
+from deeplearn_jax.data import embedded
+from deeplearn_jax.errors import UserError
+from deeplearn_jax.models import perceptron
+from deeplearn_jax.train import losses, optimizers
+from deeplearn_jax.train.state import num_params
+
+
+def _count(model, shape):
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)))
+  return num_params(variables["params"]), model.apply(variables, jnp.zeros((2, *shape)))
+
+
+def test_lenet5_has_the_paper_layer_sizes():
+  n, out = _count(models.create(ml_collections.ConfigDict(dict(name="lenet5")), 10), (28, 28, 1))
+  # C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + output 850 (softmax instead of RBF units).
+  assert n == 156 + 2416 + 48120 + 10164 + 850
+  assert out.shape == (2, 10)
+
+
+def test_mlp_parameter_count_and_dropout_only_in_training():
+  cfg = ml_collections.ConfigDict(dict(name="mlp", hidden=(1024, 1024, 1024),
+                                       dropout_input=0.2, dropout_hidden=0.5))
+  model = models.create(cfg, 10)
+  n, _ = _count(model, (28, 28, 1))
+  assert n == 784 * 1024 + 1024 + 2 * (1024 * 1024 + 1024) + 1024 * 10 + 10
+  x = jnp.ones((4, 28, 28, 1))
+  v = model.init(jax.random.PRNGKey(0), x)
+  a = model.apply(v, x, train=False)
+  b = model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
+  c = model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
+  assert np.allclose(a, model.apply(v, x, train=False))
+  assert not np.allclose(a, b) and not np.allclose(b, c)
+
+
+def test_unknown_model_and_bad_field_are_user_errors():
+  with pytest.raises(UserError, match="unknown model 'vgg99'"):
+    models.create(ml_collections.ConfigDict(dict(name="vgg99")), 10)
+  with pytest.raises(UserError, match="config.model for mlp"):
+    models.create(ml_collections.ConfigDict(dict(name="mlp", widht=3)), 10)
+
+
+@pytest.mark.parametrize("table,separable", [("and", True), ("or", True), ("xor", False)])
+def test_perceptron_rule_converges_only_on_separable_tables(table, separable):
+  rows = embedded.truth_table(table)["train"]
+  x, y = jnp.asarray(rows["input"]), jnp.asarray(rows["label"])
+  params, mistakes = perceptron.train(perceptron.init(2), x, y, epochs=30)
+  acc = float(jnp.mean(perceptron.predict(params, x) == y))
+  if separable:
+    assert acc == 1.0 and int(mistakes[-1]) == 0
+  else:
+    assert acc <= 0.75 and int(mistakes[-1]) > 0
+
+
+def test_max_norm_projects_each_unit():
+  w = jnp.array(np.random.default_rng(0).normal(size=(50, 7)) * 3, jnp.float32)
+  b = jnp.ones((7,)) * 100.0
+  out = losses.max_norm({"kernel": w, "bias": b}, 2.0)
+  norms = np.linalg.norm(np.asarray(out["kernel"]), axis=0)
+  assert np.all(norms <= 2.0 + 1e-5)
+  small = np.linalg.norm(np.asarray(w), axis=0) <= 2.0
+  assert np.allclose(np.asarray(out["kernel"])[:, small], np.asarray(w)[:, small])
+  assert np.array_equal(out["bias"], b)  # biases are not constrained
+
+
+def test_penalties_skip_biases():
+  params = {"kernel": jnp.array([[1.0, -2.0]]), "bias": jnp.array([5.0])}
+  assert float(losses.l2_penalty(params)) == pytest.approx(2.5)
+  assert float(losses.l1_penalty(params)) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("name", optimizers.NAMES)
+def test_every_optimizer_reduces_a_quadratic(name):
+  cfg = optimizers.default_config()
+  cfg.name, cfg.learning_rate = name, 0.05
+  tx, _ = optimizers.create(cfg, steps_per_epoch=10, total_steps=100)
+  params = {"w": jnp.ones((3, 3))}
+  state = tx.init(params)
+  loss = lambda p: jnp.sum(p["w"] ** 2)
+  start = loss(params)
+  for _ in range(50):
+    updates, state = tx.update(jax.grad(loss)(params), state, params)
+    params = optax.apply_updates(params, updates)
+  assert loss(params) < 0.5 * start
+
+
+def test_schedules_warmup_then_decay():
+  cfg = optimizers.default_config()
+  cfg.learning_rate, cfg.warmup_steps = 1.0, 10
+  for kind in ("cosine", "linear"):
+    cfg.schedule = kind
+    lr = optimizers.schedule(cfg, steps_per_epoch=10, total_steps=110)
+    assert float(lr(0)) == 0.0 and float(lr(5)) == pytest.approx(0.5)
+    assert float(lr(10)) == pytest.approx(1.0) and float(lr(110)) == pytest.approx(0.0, abs=1e-6)
+  cfg.schedule, cfg.warmup_steps, cfg.decay_epochs = "step", -1, (2, 5)
+  lr = optimizers.schedule(cfg, steps_per_epoch=10, total_steps=100)
+  assert [round(float(lr(s)), 6) for s in (19, 21, 49, 51)] == [1.0, 0.1, 0.1, 0.01]
+  cfg.schedule = "exponential"
+  with pytest.raises(UserError, match="schedule"):
+    optimizers.schedule(cfg, 10, 100)

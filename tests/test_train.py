@@ -1,0 +1,159 @@
+"""The supervised trainer: it learns, resumes exactly, shards transparently, stops on
+NaN keeping the last good checkpoint, and refuses a workdir of another config."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from deeplearn_jax import data, metrics
+from deeplearn_jax.checkpoint import Checkpointer
+from deeplearn_jax.errors import TrainingDiverged, UserError, WorkdirError
+from deeplearn_jax.train import supervised
+from experiments import lenet, mnist_dnn, perceptron_xor
+
+
+def _smoke(module=lenet, variant="smoke", **overrides):
+  config = module.get_config(variant)
+  config.unlock()
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  config.lock()
+  return config
+
+
+def _train_losses(workdir):
+  return [(r["step"], r["loss"]) for r in metrics.read_metrics(workdir) if r["split"] == "train"]
+
+
+def _patch_batches(monkeypatch, edit):
+  """Wraps the training stream: edit(step, batch) may change or raise."""
+  original = data.train_batches
+
+  def wrapped(*args, start_step, **kwargs):
+    for step, batch in enumerate(original(*args, start_step=start_step, **kwargs), start_step):
+      yield edit(step, batch)
+
+  monkeypatch.setattr(data, "train_batches", wrapped)
+
+
+def test_lenet_smoke_learns_and_writes_the_run_folder(tmp_path):
+  out = supervised.run(_smoke(), str(tmp_path))
+  res = out.results
+  assert res["test_accuracy"] > 0.8 and res["steps"] == 60
+  assert res["test_error"] == pytest.approx(1 - res["test_accuracy"])
+  losses = [l for _, l in _train_losses(tmp_path)]
+  assert losses[-1] < 0.5 * losses[0]
+  assert res["examples_per_second"] > 0 and res["num_params"] == 61706
+  on_disk = json.loads((tmp_path / "results.json").read_text())
+  assert on_disk == pytest.approx(res)
+  assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "lenet5"
+  splits = {r["split"] for r in metrics.read_metrics(tmp_path)}
+  assert splits == {"train", "eval", "test"}
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert (tmp_path / "curves.png").stat().st_size > 1000
+  assert Checkpointer(str(tmp_path / "checkpoints")).steps() == [20, 40, 60]
+
+
+def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
+  ref = supervised.run(_smoke(), str(tmp_path / "ref"))
+
+  def crash(step, batch):
+    if step == 50:  # between the checkpoints of steps 40 and 60
+      raise RuntimeError("simulated crash")
+    return batch
+
+  with monkeypatch.context() as m:
+    _patch_batches(m, crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+      supervised.run(_smoke(), str(tmp_path / "run"))
+  assert Checkpointer(str(tmp_path / "run" / "checkpoints")).steps() == [20, 40]
+  resumed = supervised.run(_smoke(), str(tmp_path / "run"))
+
+  same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
+                      ref.state.params, resumed.state.params)
+  assert all(jax.tree.leaves(same)), "resumed params differ from the uninterrupted run"
+  for key in ("test_accuracy", "test_loss", "final_train_loss", "steps"):
+    assert resumed.results[key] == ref.results[key]
+  assert _train_losses(tmp_path / "run") == _train_losses(tmp_path / "ref")
+
+
+def test_eight_devices_match_one_device(tmp_path):
+  assert jax.device_count() == 8
+  one = supervised.run(_smoke(**{"mesh.data": 1}), str(tmp_path / "one"))
+  eight = supervised.run(_smoke(**{"mesh.data": 8}), str(tmp_path / "eight"))
+  assert eight.state.params["C1"]["kernel"].sharding.mesh.size == 8
+  a, b = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "eight")
+  assert [s for s, _ in a] == [s for s, _ in b]
+  np.testing.assert_allclose([l for _, l in a], [l for _, l in b], rtol=2e-4)
+  assert abs(one.results["test_loss"] - eight.results["test_loss"]) < 1e-3
+
+
+def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  def poison(step, batch):
+    if step >= 25:
+      batch = dict(batch, input=np.full_like(batch["input"], np.nan))
+    return batch
+
+  _patch_batches(monkeypatch, poison)
+  with pytest.raises(TrainingDiverged, match="at step 26.*step 20"):
+    supervised.run(_smoke(), str(tmp_path))
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+  assert ckpt.steps() == [20]
+  restored = ckpt.manager.restore(20)
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+  assert not (tmp_path / "results.json").exists()
+
+
+def test_refuses_a_workdir_of_another_config(tmp_path):
+  supervised.run(_smoke(num_train_steps=20), str(tmp_path))
+  with pytest.raises(WorkdirError, match="another config.*model.activation: 'relu' -> 'tanh'"):
+    supervised.run(_smoke(num_train_steps=20, **{"model.activation": "tanh"}), str(tmp_path))
+  # A longer run of the same config is a resume, not a conflict.
+  assert supervised.run(_smoke(num_train_steps=30), str(tmp_path)).results["steps"] == 30
+
+
+def test_garbage_config_json_is_refused_untouched(tmp_path):
+  (tmp_path / "config.json").write_text("{not json")
+  with pytest.raises(WorkdirError, match="config.json is unreadable"):
+    supervised.run(_smoke(), str(tmp_path))
+  assert (tmp_path / "config.json").read_text() == "{not json"
+
+
+def test_bad_inputs_fail_before_anything_is_written(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  with pytest.raises(WorkdirError, match="not writable"):
+    supervised.run(_smoke(), str(blocker / "run"))
+  with pytest.raises(UserError, match="batch_size=60 is not divisible by the 8 devices"):
+    supervised.run(_smoke(batch_size=60), str(tmp_path / "a"))
+  with pytest.raises(UserError, match="batch_size must be positive"):
+    supervised.run(_smoke(batch_size=0), str(tmp_path / "b"))
+  with pytest.raises(UserError, match="unknown dataset 'mnits'"):
+    supervised.run(_smoke(**{"data.name": "mnits"}), str(tmp_path / "c"))
+  assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+@pytest.mark.parametrize("variant", mnist_dnn.VARIANTS)
+def test_mnist_dnn_variants_learn(variant, tmp_path):
+  config = _smoke(mnist_dnn, f"{variant},smoke")
+  out = supervised.run(config, str(tmp_path))
+  assert out.results["test_accuracy"] > 0.7
+  if config.max_norm > 0:
+    for layer in ("Dense_0", "Dense_1", "Dense_2"):
+      w = np.asarray(out.state.params[layer]["kernel"])
+      assert np.linalg.norm(w, axis=0).max() <= config.max_norm + 1e-4
+
+
+def test_perceptron_xor_experiment(tmp_path):
+  res = perceptron_xor.train_and_evaluate(_smoke(perceptron_xor), str(tmp_path))
+  assert res["perceptron_and"] == 1.0 and res["perceptron_or"] == 1.0
+  assert res["perceptron_xor"] <= 0.75 and res["best_threshold_unit_xor"] == 0.75
+  assert res["mlp_xor"] == 1.0
+  assert (tmp_path / "decision_boundaries.png").exists()
