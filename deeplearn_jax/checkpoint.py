@@ -1,14 +1,49 @@
 """The one checkpoint wrapper (Orbax): periodic async saves, keep-K, auto-resume,
-and fallback past a damaged newest checkpoint. Every trainer uses it."""
+integrity checks and fallback past damaged checkpoints. Every trainer uses it.
+
+Each checkpoint holds the state and a checksum of every array computed on device
+before the save. Orbax notices a truncated or missing file by itself, but not
+overwritten bytes; the checksum catches those. A damaged newest checkpoint is
+renamed `<step>.damaged` (never deleted) once an older one restores.
+"""
 
 import logging
 import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from deeplearn_jax.errors import WorkdirError
+
+
+@jax.jit
+def fingerprint(tree: Any) -> jax.Array:
+  """A position-weighted sum of the bits of every leaf (uint32, wrapping): any
+  changed, swapped or zeroed value changes it."""
+
+  def leaf(x):
+    x = jnp.asarray(x)
+    if x.dtype == jnp.bool_:
+      x = x.astype(jnp.uint8)
+    size = x.dtype.itemsize
+    if size == 8:
+      bits = jax.lax.bitcast_convert_type(x, jnp.uint32)  # adds a trailing axis of 2
+    elif size == 4:
+      bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    else:
+      bits = jax.lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * size}")).astype(jnp.uint32)
+    bits = bits.ravel()
+    pos = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
+    return jnp.sum(bits * pos, dtype=jnp.uint32)
+
+  leaves = jax.tree.leaves(tree)
+  return jnp.stack([leaf(x) for x in leaves]) if leaves else jnp.zeros((0,), jnp.uint32)
+
+
+class DamagedCheckpoint(Exception):
+  pass
 
 
 class Checkpointer:
@@ -17,45 +52,109 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "integrity": ocp.JsonCheckpointHandler()})
 
   def steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
 
   def save(self, step: int, state: Any) -> None:
-    """Starts an async save; the files appear atomically when it is complete."""
+    """Starts an async save; the step folder appears (atomically) once it is complete."""
     if step in self.manager.all_steps():
       return
-    self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
-
-  def restore(self, abstract_state: Any) -> tuple[int, Any] | tuple[None, None]:
-    """Restores the newest readable checkpoint into `abstract_state`'s shapes and
-    shardings. A damaged one is reported and skipped (never deleted)."""
-    steps = self.steps()
-    errors = []
-    for step in reversed(steps):
-      try:
-        state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-        if errors:
-          logging.warning("resumed from step %d after skipping damaged checkpoints: %s", step,
-                          "; ".join(errors))
-        return step, state
-      except Exception as e:  # Orbax raises many kinds for damaged or foreign data.
-        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        logging.warning("checkpoint %s/%d cannot be restored (%s); trying an older one",
-                        self.directory, step, msg)
-        errors.append(f"step {step}: {msg}")
-    if steps:
-      raise WorkdirError(f"no checkpoint in {self.directory} can be restored for this model "
-                         f"({errors[0]})")
-    return None, None
+    checksum = [int(v) for v in jax.device_get(fingerprint(state))]
+    try:
+      self.manager.save(step, force=True, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          integrity=ocp.args.JsonSave({"step": step, "fingerprint": checksum})))
+    except Exception as e:  # also surfaces a failed earlier async save
+      self._save_failed(step, e)
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:
+      self._save_failed(None, e)
+
+  def _save_failed(self, step: int | None, e: Exception) -> None:
+    # Async saves report failures late: at the next save or wait, so name no step.
+    del step
+    self.manager.reload()
+    done = self.steps()
+    kept = f"the checkpoint of step {done[-1]} is intact" if done else "there is no earlier one"
+    raise WorkdirError(f"saving a checkpoint in {self.directory} failed ({_os_cause(e)}); "
+                       f"{kept}") from e
+
+  def _restore_step(self, step: int, abstract_state: Any) -> Any:
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), integrity=ocp.args.JsonRestore()))
+    expected = restored.integrity["fingerprint"]
+    if [int(v) for v in jax.device_get(fingerprint(restored.state))] != expected:
+      raise DamagedCheckpoint("its arrays do not match the checksum written with them")
+    return restored.state
+
+  def restore(self, abstract_state: Any) -> tuple[int, Any] | tuple[None, None]:
+    """Restores the newest intact checkpoint into `abstract_state`'s shapes and shardings."""
+    steps = self.steps()
+    damaged: list[tuple[int, str]] = []
+    for step in reversed(steps):
+      try:
+        state = self._restore_step(step, abstract_state)
+      except Exception as e:  # Orbax raises many kinds for damaged or foreign data.
+        logging.warning("checkpoint %s/%d cannot be restored: %s", self.directory, step,
+                        _first_line(e))
+        damaged.append((step, _first_line(e)))
+        continue
+      for bad, why in damaged:
+        self._set_aside(bad, why)
+      return step, state
+    if steps:
+      raise WorkdirError(f"no checkpoint in {self.directory} can be restored "
+                         f"(step {damaged[0][0]}: {damaged[0][1]}); nothing was changed")
+    return None, None
+
+  def _set_aside(self, step: int, why: str) -> None:
+    path = os.path.join(self.directory, str(step))
+    if jax.process_index() == 0:
+      os.replace(path, f"{path}.damaged")
+    logging.warning("checkpoint step %d is damaged (%s); moved to %s.damaged and resumed "
+                    "from an older one", step, why, path)
+    self.manager.reload()
+
+  def read(self, step: int) -> Any:
+    """One checkpoint's state as numpy arrays, whatever topology saved it (tools, tests)."""
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                          self.manager.item_metadata(step)["state"])
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))
+    return jax.device_get(restored.state)
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.wait()  # raises if the last async save failed
+    finally:
+      try:
+        self.manager.close()
+      except Exception:  # its failure, if any, was raised by wait() already
+        logging.debug("checkpoint manager close failed", exc_info=True)
+
+
+_OS_CAUSES = ("No space left on device", "Read-only file system", "Permission denied",
+              "Disk quota exceeded", "Input/output error")
+
+
+def _os_cause(e: BaseException) -> str:
+  """The operating system's reason, when one is buried in a storage library's message."""
+  text = " ".join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
+  return next((c for c in _OS_CAUSES if c in text), _first_line(e))
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().split(" See full TensorStore details")[0]
+  return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def abstract_like(tree: Any, shardings: Any) -> Any:

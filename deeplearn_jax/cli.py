@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 from deeplearn_jax import parallel
 from deeplearn_jax import workdir as workdir_lib
-from deeplearn_jax.errors import TrainingDiverged, UserError
+from deeplearn_jax.errors import Preempted, TrainingDiverged, UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "run folder; default: a new folder under ./runs/. "
@@ -27,6 +27,8 @@ flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, multi-
 flags.DEFINE_integer("num_processes", None, "number of processes of a multi-process run")
 flags.DEFINE_integer("process_id", None, "this process's index in a multi-process run")
 flags.DEFINE_integer("distributed_timeout", 300, "seconds to wait for all processes to join")
+flags.DEFINE_integer("heartbeat_timeout", 100, "seconds after which the other processes of a "
+                     "multi-process run stop when one has died")
 
 TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
 
@@ -58,7 +60,7 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
     logging.getLogger().setLevel(logging.INFO)
     try:
       parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                          FLAGS.distributed_timeout)
+                          FLAGS.distributed_timeout, FLAGS.heartbeat_timeout)
       try:
         config = FLAGS.config
         config.get("seed")  # a file that failed to load raises on first use
@@ -68,7 +70,7 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
       results = train_fn(config, workdir)
     except UserError as e:
       fail(str(e), e.exit_code)
-    except TrainingDiverged as e:
+    except (TrainingDiverged, Preempted) as e:
       fail(str(e), e.exit_code)
     if jax.process_index() == 0:
       print(json.dumps({"workdir": os.path.abspath(workdir), **results}, indent=1))

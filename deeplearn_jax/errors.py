@@ -19,3 +19,10 @@ class TrainingDiverged(Exception):
   """The loss became NaN or Inf; the last good checkpoint is kept. Exit 3."""
 
   exit_code = 3
+
+
+class Preempted(Exception):
+  """SIGTERM arrived; a checkpoint of the current step was written. Exit 75 (EX_TEMPFAIL:
+  rerun the same command to resume)."""
+
+  exit_code = 75

@@ -13,6 +13,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from deeplearn_jax.errors import WorkdirError
+
 
 class MetricsWriter:
 
@@ -25,7 +27,7 @@ class MetricsWriter:
     self._bar = None
     if not self.active:
       return
-    self._truncate_after(resume_step)
+    self.rewind(resume_step)
     from tensorboardX import SummaryWriter  # imported here: only process 0 needs it
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
     self._file = open(self.path, "a", encoding="utf-8")
@@ -35,10 +37,12 @@ class MetricsWriter:
       self._bar = tqdm(total=total_steps, initial=resume_step, desc=desc, unit="step",
                        dynamic_ncols=True, disable=None)
 
-  def _truncate_after(self, step: int) -> None:
-    """On resume, drop lines past the restored step: they are logged again."""
-    if not os.path.exists(self.path):
+  def rewind(self, step: int) -> None:
+    """On resume or rollback, drop lines past `step`: they are logged again."""
+    if not self.active or not os.path.exists(self.path):
       return
+    if getattr(self, "_file", None) is not None:
+      self._file.flush()
     with open(self.path, encoding="utf-8") as f:
       lines = [l for l in f if l.strip()]
     keep = []
@@ -52,13 +56,19 @@ class MetricsWriter:
     with open(tmp, "w", encoding="utf-8") as f:
       f.writelines(keep)
     os.replace(tmp, self.path)
+    if getattr(self, "_file", None) is not None:  # reopen: the old handle is the old file
+      self._file.close()
+      self._file = open(self.path, "a", encoding="utf-8")
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.active:
       return
     clean = {k: _to_python(v) for k, v in metrics.items()}
-    self._file.write(json.dumps({"step": int(step), "split": split, **clean}) + "\n")
-    self._file.flush()
+    try:
+      self._file.write(json.dumps({"step": int(step), "split": split, **clean}) + "\n")
+      self._file.flush()
+    except OSError as e:
+      raise WorkdirError(f"cannot write {self.path} ({e.strerror or e})") from e
     for k, v in clean.items():
       if isinstance(v, (int, float)) and math.isfinite(v):
         self._tb.add_scalar(f"{split}/{k}", v, step)

@@ -20,9 +20,13 @@ BATCH_AXES = ("data", "fsdp")
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, timeout_s: int | None = None) -> None:
+               process_id: int | None = None, timeout_s: int | None = None,
+               heartbeat_s: int | None = None) -> None:
   """Joins a multi-process run. With no arguments, jax's own detection applies
-  (Cloud TPU, SLURM, Open MPI ...); on a single machine without those it is a no-op."""
+  (Cloud TPU, SLURM, Open MPI ...); on a single machine without those it is a no-op.
+
+  timeout_s bounds the wait for all processes to join; heartbeat_s bounds how long the
+  others wait once a process has died before they stop too (instead of hanging)."""
   explicit = coordinator_address is not None
   kwargs: dict[str, Any] = {}
   if explicit:
@@ -30,6 +34,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                   process_id=process_id)
   if timeout_s:
     kwargs["initialization_timeout"] = timeout_s
+  if heartbeat_s:
+    kwargs["heartbeat_timeout_seconds"] = heartbeat_s
   try:
     jax.distributed.initialize(**kwargs)
   except ValueError as e:

@@ -17,7 +17,7 @@ from deeplearn_jax.errors import WorkdirError
 RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_steps", "eval_every_steps",
              "eval_every_epochs", "checkpoint_every_steps", "checkpoint_every_epochs",
              "keep_checkpoints", "progress", "data.manual_dir", "data.tfds_data_dir",
-             "data.num_threads")
+             "data.num_threads", "nan_")
 
 
 def default(name: str) -> str:
@@ -27,10 +27,13 @@ def default(name: str) -> str:
 
 def atomic_write_json(path: str, obj: Any) -> None:
   tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.write("\n")
+    os.replace(tmp, path)
+  except OSError as e:
+    raise WorkdirError(f"cannot write {path} ({e.strerror or e})") from e
 
 
 def check_writable(workdir: str) -> None:

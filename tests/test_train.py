@@ -106,7 +106,7 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, mo
     supervised.run(_smoke(), str(tmp_path))
   ckpt = Checkpointer(str(tmp_path / "checkpoints"))
   assert ckpt.steps() == [20]
-  restored = ckpt.manager.restore(20)
+  restored = ckpt.read(20)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
   assert not (tmp_path / "results.json").exists()
 
@@ -157,3 +157,52 @@ def test_perceptron_xor_experiment(tmp_path):
   assert res["perceptron_xor"] <= 0.75 and res["best_threshold_unit_xor"] == 0.75
   assert res["mlp_xor"] == 1.0
   assert (tmp_path / "decision_boundaries.png").exists()
+
+
+def _poison_steps(monkeypatch, steps):
+  def poison(step, batch):
+    if step in steps:
+      batch = dict(batch, input=np.full_like(batch["input"], np.nan))
+    return batch
+
+  _patch_batches(monkeypatch, poison)
+
+
+def test_nan_policy_skip_drops_the_bad_update_and_finishes(tmp_path, monkeypatch):
+  _poison_steps(monkeypatch, {25})
+  out = supervised.run(_smoke(nan_policy="skip"), str(tmp_path))
+  assert int(out.state.skipped) == 1 and out.results["test_accuracy"] > 0.8
+
+
+def test_nan_policy_skip_stops_past_its_limit(tmp_path, monkeypatch):
+  _poison_steps(monkeypatch, set(range(25, 60)))
+  with pytest.raises(TrainingDiverged, match="more than nan_max_skips=10"):
+    supervised.run(_smoke(nan_policy="skip"), str(tmp_path))
+
+
+def test_nan_policy_rollback_restores_lowers_lr_and_skips_the_batch(tmp_path, monkeypatch,
+                                                                    caplog):
+  _poison_steps(monkeypatch, {25})
+  with caplog.at_level("WARNING"):
+    out = supervised.run(_smoke(nan_policy="rollback"), str(tmp_path))
+  assert "resuming from step 20 with the learning rate scaled by 0.5" in caplog.text
+  assert float(out.state.lr_scale) == 0.5 and int(out.state.skipped) == 1
+  steps = [s for s, _ in _train_losses(tmp_path)]
+  assert steps == sorted(set(steps)) == list(range(10, 61, 10))  # rewound, no duplicates
+  assert out.results["test_accuracy"] > 0.8
+
+
+def test_nan_policy_rollback_gives_up_after_its_limit(tmp_path, monkeypatch):
+  _poison_steps(monkeypatch, set(range(25, 60)))
+  with pytest.raises(TrainingDiverged, match="after 3 rollbacks"):
+    supervised.run(_smoke(nan_policy="rollback"), str(tmp_path))
+
+
+def test_nan_policy_rollback_rescues_a_too_large_learning_rate(tmp_path):
+  config = _smoke(nan_policy="rollback", nan_lr_factor=0.01, log_every_steps=5,
+                  **{"optimizer.name": "sgd", "optimizer.learning_rate": 1e4})
+  with pytest.raises(TrainingDiverged):  # the same run with policy 'stop' diverges
+    supervised.run(_smoke(**{"optimizer.name": "sgd", "optimizer.learning_rate": 1e4}),
+                   str(tmp_path / "stop"))
+  out = supervised.run(config, str(tmp_path / "rollback"))
+  assert float(out.state.lr_scale) < 1.0 and np.isfinite(out.results["final_train_loss"])

@@ -17,6 +17,8 @@ class TrainState:
   batch_stats: Any       # {} for models without batch norm
   rng: jax.Array         # raw key; the key of step s is fold_in(rng, s), so resume is exact
   bad_step: jax.Array    # -1, or the first step whose loss was NaN/Inf (that update is skipped)
+  skipped: jax.Array     # number of updates skipped for a NaN/Inf loss
+  lr_scale: jax.Array    # multiplies every update; lowered by nan_policy=rollback
 
 
 def make_init(model: nn.Module, tx: optax.GradientTransformation, input_shape, seed: int):
@@ -30,7 +32,8 @@ def make_init(model: nn.Module, tx: optax.GradientTransformation, input_shape, s
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       batch_stats=variables.get("batch_stats", {}), rng=state_key,
-                      bad_step=jnp.full((), -1, jnp.int32))
+                      bad_step=jnp.full((), -1, jnp.int32), skipped=jnp.zeros((), jnp.int32),
+                      lr_scale=jnp.ones((), jnp.float32))
 
   return init
 

@@ -42,6 +42,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     (total, (ce, logits, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
     if limit > 0:
       params = losses.max_norm(params, limit)
@@ -52,8 +53,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), updated, state)
     new_state = new_state.replace(
         step=state.step + 1,
-        bad_step=jnp.where(ok | (state.bad_step >= 0), state.bad_step, state.step))
-    metrics = {"loss": ce, "total_loss": total,
+        bad_step=jnp.where(ok | (state.bad_step >= 0), state.bad_step, state.step),
+        skipped=state.skipped + (~ok).astype(jnp.int32))
+    metrics = {"loss": ce, "total_loss": total, "finite": ok.astype(jnp.float32),
                "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
     return new_state, metrics
 

@@ -22,8 +22,10 @@ from deeplearn_jax import data, metrics, models, parallel
 from deeplearn_jax import workdir as workdir_lib
 from deeplearn_jax.checkpoint import Checkpointer, abstract_like
 from deeplearn_jax.config_utils import steps_from
-from deeplearn_jax.errors import TrainingDiverged, UserError
+from deeplearn_jax.errors import Preempted, UserError
+from deeplearn_jax.preemption import PreemptionWatcher
 from deeplearn_jax.train import optimizers
+from deeplearn_jax.train.nan_guard import NanGuard
 from deeplearn_jax.train.state import TrainState, make_init, num_params
 from deeplearn_jax.train.steps import make_eval_step, make_train_step
 
@@ -47,6 +49,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.l2 = 0.0                      # L2 penalty on weights, added to the loss
   c.max_norm = 0.0                # max-norm constraint on each unit's weights (0 = off)
   c.label_smoothing = 0.0
+  c.nan_policy = "stop"           # stop | skip | rollback: see deeplearn_jax/train/nan_guard.py
+  c.nan_lr_factor = 0.5           # rollback: learning rate multiplier per rollback
+  c.nan_max_rollbacks = 3
+  c.nan_max_skips = 10            # skip: stop after this many skipped updates
   c.dtype = "float32"             # compute dtype (params stay float32)
   c.progress = True               # progress bar on a terminal
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
@@ -72,16 +78,6 @@ def make_smoke(c: ml_collections.ConfigDict, steps: int = 60) -> None:
   c.log_every_steps = 10
   c.checkpoint_every_steps = steps // 3
   c.progress = False
-
-
-def _check_finite(state: TrainState, ckpt: Checkpointer) -> None:
-  bad = int(jax.device_get(state.bad_step))
-  if bad >= 0:
-    ckpt.wait()
-    good = ckpt.steps()
-    kept = f"the last good checkpoint (step {good[-1]}) is kept" if good else "no checkpoint yet"
-    raise TrainingDiverged(f"the loss became NaN or Inf at step {bad + 1}; training stopped "
-                           f"and {kept} in {ckpt.directory}")
 
 
 def _mean(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -156,9 +152,30 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
 
   writer = metrics.MetricsWriter(workdir, resume_step=start_step, total_steps=total_steps,
                                  progress=config.progress, desc=config.model.name)
-  batches = data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
-                               start_step=start_step, end_step=total_steps,
-                               transform=ds.transform, num_threads=config.data.num_threads)
+  def batches_from(step: int):
+    return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
+                              start_step=step, end_step=total_steps, transform=ds.transform,
+                              num_threads=config.data.num_threads)
+
+  batches = batches_from(start_step)
+  guard = NanGuard(config, ckpt)
+  abstract_state = abstract_like(abstract, shardings)
+
+  def check_finite() -> bool:
+    """Applies the NaN policy; True when the loop must restart from a rollback."""
+    nonlocal state, step, batches, pending
+    state, roll_back = guard.check(state)
+    if not roll_back:
+      return False
+    ckpt.wait()
+    back, restored = ckpt.restore(abstract_state)
+    if restored is None:
+      back, restored = 0, jax.jit(init, out_shardings=shardings)()
+    state = guard.after_rollback(restored, state)
+    step, batches, pending = back, batches_from(back), []
+    writer.rewind(back)
+    return True
+
   log_every = max(1, config.log_every_steps)
   t0 = time.perf_counter()
   steady_start = None      # wall clock once the first (compiling) step is done
@@ -166,46 +183,57 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   steady_steps = 0
   pending: list[dict[str, jax.Array]] = []
   last_train: dict[str, float] = {}
+  preemption = PreemptionWatcher()
+  step = start_step
   try:
-    for step in range(start_step, total_steps):
+    while step < total_steps:
       batch = parallel.global_batch(next(batches), mesh)
       state, m = train_step(state, batch)
       pending.append(m)
-      done = step + 1
+      done = step = step + 1
       if steady_start is None:
         jax.block_until_ready(m)
         steady_start = time.perf_counter()
       else:
         steady_steps += 1
       if done % log_every == 0 or done == total_steps:
+        if check_finite():
+          continue
         last_train = _mean(pending)
         pending = []
-        _check_finite(state, ckpt)
         elapsed = time.perf_counter() - steady_start - paused
         eps = steady_steps * config.batch_size / elapsed if steady_steps and elapsed > 0 else 0.0
-        last_train.update(learning_rate=float(lr_fn(step)), examples_per_second=eps,
+        last_train.update(learning_rate=float(lr_fn(done - 1)), examples_per_second=eps,
                           epoch=done / steps_per_epoch)
         writer.write(done, "train", last_train)
         writer.progress(done, loss=last_train["loss"], acc=last_train["accuracy"],
                         ex_s=round(eps))
+      if preemption.reached(done) and done != total_steps:
+        if check_finite():
+          continue
+        ckpt.save(done, state)
+        ckpt.wait()
+        raise Preempted(f"preempted (SIGTERM) at step {done}; checkpoint saved in "
+                        f"{ckpt.directory}; rerun the same command to resume")
       periodic_eval = eval_every > 0 and done % eval_every == 0 and done != total_steps
       periodic_ckpt = ckpt_every > 0 and done % ckpt_every == 0 and done != total_steps
       if periodic_eval or periodic_ckpt:
         jax.block_until_ready(state)
         t_pause = time.perf_counter()
+        if periodic_ckpt and check_finite():
+          continue
         if periodic_eval:
           writer.write(done, "eval", evaluate(ds.test))
         if periodic_ckpt:
-          _check_finite(state, ckpt)
           ckpt.save(done, state)
         paused += time.perf_counter() - t_pause
     jax.block_until_ready(state)
     t_end = time.perf_counter()
-    _check_finite(state, ckpt)
     ckpt.save(total_steps, state)
     test = evaluate(ds.test)
     writer.write(total_steps, "test", test)
   finally:
+    preemption.close()
     writer.close()
     ckpt.close()
 

@@ -1,0 +1,101 @@
+"""Multi-process training on localhost: 2 processes x 2 CPU devices (gloo collectives)
+train like 1 process x 4 devices; a dead peer stops the others in bounded time, and
+restarting every process resumes to the same result."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO
+from deeplearn_jax.checkpoint import Checkpointer
+
+STEPS = 300
+COMMAND = ["experiments.lenet", "--config=experiments/lenet.py:smoke",
+           f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=10",
+           "--config.eval_every_steps=-1", "--config.eval_every_epochs=-1"]
+
+
+def _port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _env(tmp_path, devices):
+  return dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def _launch(workdir, tmp_path, processes=2, heartbeat=10):
+  if processes == 1:
+    return [subprocess.Popen([sys.executable, "-m", *COMMAND, f"--workdir={workdir}"],
+                             cwd=REPO, env=_env(tmp_path, 4), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)]
+  port = _port()
+  return [subprocess.Popen(
+      [sys.executable, "-m", *COMMAND, f"--workdir={workdir}",
+       f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
+       f"--process_id={i}", f"--heartbeat_timeout={heartbeat}"],
+      cwd=REPO, env=_env(tmp_path, 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(processes)]
+
+
+def _finish(procs):
+  for p in procs:
+    _, err = p.communicate(timeout=400)
+    assert p.returncode == 0, err[-3000:]
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [(r["step"], r["loss"]) for r in map(json.loads, f) if r["split"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("mp")
+  _finish(_launch(tmp / "run", tmp))
+  return tmp / "run"
+
+
+def test_two_processes_train_like_one(two_process_run, tmp_path):
+  _finish(_launch(tmp_path / "single", tmp_path, processes=1))
+  multi, single = _losses(two_process_run), _losses(tmp_path / "single")
+  assert [s for s, _ in multi] == [s for s, _ in single] and len(multi) == STEPS // 10
+  # Reduction order differs (gloo across processes vs in-process), so float32 drifts slightly.
+  np.testing.assert_allclose([l for _, l in multi], [l for _, l in single], rtol=1e-3, atol=1e-4)
+  a = json.loads((two_process_run / "results.json").read_text())
+  b = json.loads((tmp_path / "single" / "results.json").read_text())
+  assert a["steps"] == b["steps"] == STEPS
+  assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 1 / 360  # at most one digit
+
+
+def test_dead_peer_stops_the_others_and_restart_resumes(two_process_run, tmp_path):
+  workdir = tmp_path / "run"
+  procs = _launch(workdir, tmp_path)
+  deadline = time.time() + 300
+  while not any(s >= 100 for s, _ in (_losses(workdir) if (workdir / "metrics.jsonl").exists()
+                                       else [])):
+    assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-2000:]
+    assert time.time() < deadline
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGKILL)
+  killed = time.time()
+  procs[0].communicate(timeout=120)
+  assert procs[0].returncode != 0
+  assert time.time() - killed < 60  # heartbeat 10 s, plus slack for a loaded machine
+  procs[1].communicate()
+
+  _finish(_launch(workdir, tmp_path))  # every process restarted with the same command
+  ours = Checkpointer(str(workdir / "checkpoints")).read(STEPS)
+  ref = Checkpointer(str(two_process_run / "checkpoints")).read(STEPS)
+  same = jax.tree.map(lambda x, y: np.array_equal(x, y), ours, ref)
+  assert all(jax.tree.leaves(same)), "resumed multi-process run differs"
