@@ -42,6 +42,14 @@ def fingerprint(tree: Any) -> jax.Array:
   return jnp.stack([leaf(x) for x in leaves]) if leaves else jnp.zeros((0,), jnp.uint32)
 
 
+def has_checkpoints(directory: str) -> bool:
+  """Whether `directory` holds any checkpoint, without creating or changing anything."""
+  if not os.path.isdir(directory):
+    return False
+  options = ocp.CheckpointManagerOptions(create=False, read_only=True)
+  return bool(ocp.CheckpointManager(os.path.abspath(directory), options=options).all_steps())
+
+
 class DamagedCheckpoint(Exception):
   pass
 

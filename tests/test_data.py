@@ -150,3 +150,18 @@ def test_eval_batches_cover_every_example_once():
   assert len(batches) == 3
   seen = np.concatenate([b["label"][b["mask"] > 0] for b in batches])
   assert sorted(seen) == list(range(23))
+
+
+def test_prepare_cifar10_from_the_official_archive(shared_data, tfds_dir):
+  archive = os.path.join(shared_data, "cifar10", official.CIFAR10_ARCHIVE)
+  if not os.path.isfile(archive):
+    pytest.skip(f"{archive} not found")
+  ds = data.load(ml_collections.ConfigDict(dict(name="cifar10", manual_dir=shared_data,
+                                                tfds_data_dir=tfds_dir)))
+  assert len(ds.train) == 50000 and len(ds.test) == 10000 and ds.input_shape == (32, 32, 3)
+  images, labels = official.read_cifar10(os.path.join(shared_data, "cifar10"), "test")
+  ours = ds.test.arrays
+  assert np.array_equal(np.bincount(ours["label"]), np.bincount(labels))
+  # Per-channel pixel sums survive PNG encoding exactly (lossless) and TFDS's shuffle.
+  assert np.array_equal(ours["input"].astype(np.int64).sum((0, 1, 2)),
+                        images.astype(np.int64).sum((0, 1, 2)))

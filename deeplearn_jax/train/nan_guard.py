@@ -24,13 +24,17 @@ from deeplearn_jax.train.state import TrainState
 POLICIES = ("stop", "skip", "rollback")
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  if config.nan_policy not in POLICIES:
+    raise UserError(f"config.nan_policy must be one of {', '.join(POLICIES)}, "
+                    f"got {config.nan_policy!r}")
+
+
 class NanGuard:
 
   def __init__(self, config: ml_collections.ConfigDict, ckpt: Checkpointer):
+    validate(config)
     self.policy = config.nan_policy
-    if self.policy not in POLICIES:
-      raise UserError(f"config.nan_policy must be one of {', '.join(POLICIES)}, "
-                      f"got {self.policy!r}")
     self.config = config
     self.ckpt = ckpt
     self.rollbacks = 0

@@ -20,12 +20,12 @@ import numpy as np
 
 from deeplearn_jax import data, metrics, models, parallel
 from deeplearn_jax import workdir as workdir_lib
-from deeplearn_jax.checkpoint import Checkpointer, abstract_like
+from deeplearn_jax.checkpoint import Checkpointer, abstract_like, has_checkpoints
 from deeplearn_jax.config_utils import steps_from
 from deeplearn_jax.errors import Preempted, UserError
 from deeplearn_jax.preemption import PreemptionWatcher
 from deeplearn_jax.train import optimizers
-from deeplearn_jax.train.nan_guard import NanGuard
+from deeplearn_jax.train import nan_guard
 from deeplearn_jax.train.state import TrainState, make_init, num_params
 from deeplearn_jax.train.steps import make_eval_step, make_train_step
 
@@ -104,6 +104,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   mesh = parallel.make_mesh(config.mesh)
   local_batch = parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
+  nan_guard.validate(config)
   ds = data.load(config.data)
   steps_per_epoch = len(ds.train) // config.batch_size
   if steps_per_epoch == 0:
@@ -126,8 +127,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
 
   # -- workdir: check, compare with an existing run, resume
   workdir_lib.check_writable(workdir)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-  workdir_lib.prepare(workdir, config, has_checkpoint=bool(ckpt.steps()))
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  workdir_lib.prepare(workdir, config, has_checkpoint=has_checkpoints(ckpt_dir))
+  ckpt = Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
   start_step, state = ckpt.restore(abstract_like(abstract, shardings))
   if state is None:
     start_step, state = 0, jax.jit(init, out_shardings=shardings)()
@@ -158,7 +160,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
                               num_threads=config.data.num_threads)
 
   batches = batches_from(start_step)
-  guard = NanGuard(config, ckpt)
+  guard = nan_guard.NanGuard(config, ckpt)
   abstract_state = abstract_like(abstract, shardings)
 
   def check_finite() -> bool:

@@ -1,18 +1,22 @@
-"""The command line as a user meets it: real subprocesses, exit codes and one-line errors."""
+"""Bad input as a user meets it, through the real command line: every case gives one
+line starting with `error:`, a non-zero exit, no traceback, and leaves the workdir as
+it was (or never creates it)."""
 
+import gzip
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
 
 
-def _run(args, tmp_path, expect_ok=False):
-  env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+def _run(args, tmp_path, expect_ok=False, devices=1):
+  env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
   proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=300)
   if expect_ok:
@@ -49,6 +53,12 @@ BAD_FLAGS = [
     (["--config.data.nosuch=1"], "unknown config key config.data.nosuch"),
     (["--config.batch_size=abc"], "--config.batch_size=abc"),
     (["--config.batch_size=0"], "batch_size must be positive"),
+    (["--config.batch_size=-8"], "batch_size must be positive"),
+    (["--config.mesh.data=3"], "needs 3 devices; there are 1"),
+    (["--config.nan_policy=ignore"], "nan_policy must be one of"),
+    (["--config.optimizer.schedule=exp"], "schedule must be one of"),
+    (["--config.data.normalize=zscore"], "normalize must be"),
+    (["--config.model.widht=3"], "unknown config key config.model.widht"),
     (["--config.data.name=imagenot"], "unknown dataset 'imagenot'"),
     (["--config.model.name=vgg99"], "unknown model 'vgg99'"),
     (["--config=experiments/lenet.py:bogus"], "unknown variant 'bogus'"),
@@ -66,14 +76,34 @@ def test_bad_flags_give_one_line(flags, message, tmp_path):
   assert not wd.exists()
 
 
-def test_missing_and_truncated_data_files(tmp_path):
+def test_batch_not_divisible_by_the_devices(tmp_path):
+  proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke",
+               "--config.batch_size=63", f"--workdir={tmp_path / 'r'}"], tmp_path, devices=2)
+  _assert_clean_error(proc, "batch_size=63 is not divisible by the 2 devices")
+  assert not (tmp_path / "r").exists()
+
+
+def _idx(path, magic, dims, payload):
+  with gzip.open(path, "wb") as f:
+    f.write(np.array([magic, *dims], ">i4").tobytes() + payload)
+
+
+def test_missing_corrupt_and_truncated_data_files(tmp_path):
   manual = tmp_path / "manual"
+  folder = manual / "mnist"
   cmd = ["experiments.lenet", f"--config.data.manual_dir={manual}", f"--workdir={tmp_path / 'r'}"]
   _assert_clean_error(_run(cmd, tmp_path), "mnist does not exist")
-  (manual / "mnist").mkdir(parents=True)
-  (manual / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00cut")
-  _assert_clean_error(_run(cmd, tmp_path), "train-images-idx3-ubyte.gz")
+  folder.mkdir(parents=True)
+  _assert_clean_error(_run(cmd, tmp_path), "missing data file")
+  images = folder / "train-images-idx3-ubyte.gz"
+  images.write_bytes(b"\x1f\x8b\x08\x00cut")  # a gzip header and nothing else
+  _assert_clean_error(_run(cmd, tmp_path), "corrupt data file")
+  _idx(images, 2051, (60000, 28, 28), bytes(1000))  # valid header, payload cut short
+  proc = _run(cmd, tmp_path)
+  _assert_clean_error(proc, "train-images-idx3-ubyte.gz")
+  assert "truncated" in proc.stderr
   assert not (tmp_path / "r").exists()
+  assert not list((tmp_path / "tfds").glob("mnist/*/dataset_info.json"))
 
 
 def test_unwritable_workdir_and_foreign_checkpoint(tmp_path):
@@ -91,3 +121,28 @@ def test_unwritable_workdir_and_foreign_checkpoint(tmp_path):
   _assert_clean_error(proc, "holds a checkpoint of another config")
   assert sorted(p.name for p in (wd / "checkpoints").iterdir()) == before
   assert json.loads((wd / "config.json").read_text())["model"]["name"] == "mlp"
+
+
+def test_garbage_config_json_is_refused_and_kept(tmp_path):
+  wd = tmp_path / "run"
+  wd.mkdir()
+  (wd / "config.json").write_bytes(b"\x00\xffnot json")
+  proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke", f"--workdir={wd}"],
+              tmp_path)
+  _assert_clean_error(proc, "config.json is unreadable")
+  assert (wd / "config.json").read_bytes() == b"\x00\xffnot json"
+  assert sorted(os.listdir(wd)) == ["config.json"]
+
+
+def test_read_only_filesystem(tmp_path):
+  ro = tmp_path / "ro"
+  ro.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                    capture_output=True).returncode != 0:
+    pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+  try:
+    proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke",
+                 f"--workdir={ro / 'run'}"], tmp_path)
+    _assert_clean_error(proc, "is not writable (Read-only file system)")
+  finally:
+    subprocess.run(["umount", "-l", str(ro)], check=False)
