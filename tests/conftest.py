@@ -15,6 +15,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
+def cli_env(tmp_path, devices: int = 1) -> dict[str, str]:
+  """Environment for running an experiment as a subprocess: CPU, `devices` fake devices,
+  a private TFDS folder, the shared compilation cache."""
+  return dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> str:
   """The real data files (../shared/data); tests that need them skip without them."""

@@ -11,14 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, cli_env
 
 
 def _run(args, tmp_path, expect_ok=False, devices=1):
-  env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=300)
+  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=cli_env(tmp_path, devices),
+                        capture_output=True, text=True, timeout=300)
   if expect_ok:
     assert proc.returncode == 0, proc.stderr[-2000:]
   return proc
@@ -52,6 +50,7 @@ BAD_FLAGS = [
     (["--config.nosuch=1"], "unknown config key config.nosuch"),
     (["--config.data.nosuch=1"], "unknown config key config.data.nosuch"),
     (["--config.batch_size=abc"], "--config.batch_size=abc"),
+    (["--config.optimizer.learning_rate=fast"], "--config.optimizer.learning_rate=fast"),
     (["--config.batch_size=0"], "batch_size must be positive"),
     (["--config.batch_size=-8"], "batch_size must be positive"),
     (["--config.mesh.data=3"], "needs 3 devices; there are 1"),

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, cli_env
 from deeplearn_jax.checkpoint import Checkpointer
 
 STEPS = 300
@@ -29,22 +29,17 @@ def _port() -> int:
     return s.getsockname()[1]
 
 
-def _env(tmp_path, devices):
-  return dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-
-
 def _launch(workdir, tmp_path, processes=2, heartbeat=10):
   if processes == 1:
     return [subprocess.Popen([sys.executable, "-m", *COMMAND, f"--workdir={workdir}"],
-                             cwd=REPO, env=_env(tmp_path, 4), stdout=subprocess.PIPE,
+                             cwd=REPO, env=cli_env(tmp_path, 4), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)]
   port = _port()
   return [subprocess.Popen(
       [sys.executable, "-m", *COMMAND, f"--workdir={workdir}",
        f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
        f"--process_id={i}", f"--heartbeat_timeout={heartbeat}"],
-      cwd=REPO, env=_env(tmp_path, 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      cwd=REPO, env=cli_env(tmp_path, 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True) for i in range(processes)]
 
 

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, cli_env
 from deeplearn_jax.checkpoint import Checkpointer
 from deeplearn_jax.errors import WorkdirError
 from deeplearn_jax.train import supervised
@@ -28,15 +28,9 @@ COMMAND = ["experiments.lenet", "--config=experiments/lenet.py:smoke",
 COMPARED = ("test_accuracy", "test_loss", "final_train_loss", "steps", "num_params")
 
 
-def _env(tmp_path):
-  env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
-  return env
-
-
 def _start(workdir, tmp_path):
   return subprocess.Popen([sys.executable, "-m", *COMMAND, f"--workdir={workdir}"], cwd=REPO,
-                          env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
 
 
