@@ -5,6 +5,8 @@ from typing import Any
 
 import ml_collections
 
+from deeplearn_jax.errors import UserError
+
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
@@ -33,3 +35,15 @@ def steps_from(config: ml_collections.ConfigDict, name: str, steps_per_epoch: in
   if epochs is not None and epochs > 0:
     return max(1, int(round(epochs * steps_per_epoch)))
   return -1
+
+
+def train_length(config: ml_collections.ConfigDict, num_train: int) -> tuple[int, int]:
+  """(steps per epoch, total steps): `num_train_steps` when > 0, else `num_epochs`
+  epochs, at least `min_train_steps`."""
+  per_epoch = num_train // config.batch_size
+  if per_epoch == 0:
+    raise UserError(f"config.batch_size={config.batch_size} exceeds the {num_train} "
+                    "training examples")
+  if config.num_train_steps > 0:
+    return per_epoch, int(config.num_train_steps)
+  return per_epoch, max(1, int(round(config.num_epochs * per_epoch)), config.min_train_steps)

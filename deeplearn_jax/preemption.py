@@ -7,9 +7,12 @@ same step; installing our own handler there would shadow it.
 """
 
 import signal
+from typing import Any
 
 import jax
 from jax.experimental import multihost_utils
+
+from deeplearn_jax.errors import Preempted
 
 
 class PreemptionWatcher:
@@ -34,3 +37,11 @@ class PreemptionWatcher:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
       self._previous = None
+
+
+def checkpoint_and_stop(ckpt, step: int, state: Any) -> None:
+  """Writes the checkpoint of `step`, waits for it to be complete, raises Preempted."""
+  ckpt.save(step, state)
+  ckpt.wait()
+  raise Preempted(f"preempted (SIGTERM) at step {step}; checkpoint saved in "
+                  f"{ckpt.directory}; rerun the same command to resume")

@@ -17,7 +17,7 @@ from deeplearn_jax.errors import WorkdirError
 RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_steps", "eval_every_steps",
              "eval_every_epochs", "checkpoint_every_steps", "checkpoint_every_epochs",
              "keep_checkpoints", "progress", "data.manual_dir", "data.tfds_data_dir",
-             "data.num_threads", "nan_")
+             "data.num_threads", "nan_", "eval.")  # eval.*: measures after training
 
 
 def default(name: str) -> str:

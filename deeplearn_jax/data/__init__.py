@@ -46,10 +46,12 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _make_transform(kind: str, train_inputs: np.ndarray) -> Callable[[Batch], Batch]:
-  """uint8 images -> float32 in [0, 1] ('unit') or standardised per channel."""
+  """uint8 images -> float32 in [0, 1] ('unit'), in {0, 1} ('binarize') or standardised
+  per channel."""
   is_image = train_inputs.dtype == np.uint8
-  if kind not in ("unit", "standardize", "none"):
-    raise DataError(f"config.data.normalize must be unit, standardize or none, got {kind!r}")
+  if kind not in ("unit", "standardize", "binarize", "none"):
+    raise DataError("config.data.normalize must be unit, standardize, binarize or none, "
+                    f"got {kind!r}")
   scale = 1.0 / 255.0 if is_image and kind != "none" else 1.0
   mean, std = np.float32(0.0), np.float32(1.0)
   if kind == "standardize":
@@ -59,6 +61,10 @@ def _make_transform(kind: str, train_inputs: np.ndarray) -> Callable[[Batch], Ba
 
   def transform(batch: Batch) -> Batch:
     x = batch["input"].astype(np.float32) * np.float32(scale)
+    if kind == "binarize":
+      # Deterministic threshold at 1/2, the common binarisation of MNIST for RBMs
+      # (the other one samples each pixel with its intensity as probability).
+      x = (x > 0.5).astype(np.float32)
     return {"input": (x - mean) / std, "label": batch["label"].astype(np.int32)}
 
   return transform

@@ -24,6 +24,16 @@ from deeplearn_jax.train.state import TrainState
 POLICIES = ("stop", "skip", "rollback")
 
 
+def guarded_update(old, new, ok: jax.Array):
+  """Inside a jitted step: `new` if `ok`, else `old` with the step counted as skipped.
+  Either way the step advances, so the data and keys of later steps stay the same."""
+  state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+  return state.replace(
+      step=old.step + 1,
+      bad_step=jnp.where(ok | (old.bad_step >= 0), old.bad_step, old.step),
+      skipped=old.skipped + (~ok).astype(jnp.int32))
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   if config.nan_policy not in POLICIES:
     raise UserError(f"config.nan_policy must be one of {', '.join(POLICIES)}, "

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from deeplearn_jax.train import losses
+from deeplearn_jax.train import losses, nan_guard
 from deeplearn_jax.train.state import TrainState
 
 
@@ -48,13 +48,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       params = losses.max_norm(params, limit)
     updated = state.replace(params=params, opt_state=opt_state,
                             batch_stats=new_vars.get("batch_stats", state.batch_stats))
-    # A non-finite loss skips the update and records its step; the host stops the run.
+    # A non-finite loss skips the update and records its step (see nan_guard).
     ok = jnp.isfinite(total)
-    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), updated, state)
-    new_state = new_state.replace(
-        step=state.step + 1,
-        bad_step=jnp.where(ok | (state.bad_step >= 0), state.bad_step, state.step),
-        skipped=state.skipped + (~ok).astype(jnp.int32))
+    new_state = nan_guard.guarded_update(state, updated, ok)
     metrics = {"loss": ce, "total_loss": total, "finite": ok.astype(jnp.float32),
                "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
     return new_state, metrics

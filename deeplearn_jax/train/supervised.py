@@ -21,9 +21,9 @@ import numpy as np
 from deeplearn_jax import data, metrics, models, parallel
 from deeplearn_jax import workdir as workdir_lib
 from deeplearn_jax.checkpoint import Checkpointer, abstract_like, has_checkpoints
-from deeplearn_jax.config_utils import steps_from
-from deeplearn_jax.errors import Preempted, UserError
-from deeplearn_jax.preemption import PreemptionWatcher
+from deeplearn_jax.config_utils import steps_from, train_length
+from deeplearn_jax.errors import UserError
+from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
 from deeplearn_jax.train import optimizers
 from deeplearn_jax.train import nan_guard
 from deeplearn_jax.train.state import TrainState, make_init, num_params
@@ -106,13 +106,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   nan_guard.validate(config)
   ds = data.load(config.data)
-  steps_per_epoch = len(ds.train) // config.batch_size
-  if steps_per_epoch == 0:
-    raise UserError(f"config.batch_size={config.batch_size} exceeds the {len(ds.train)} "
-                    f"training examples of {ds.name}")
-  total_steps = (config.num_train_steps if config.num_train_steps > 0
-                 else max(1, int(round(config.num_epochs * steps_per_epoch)),
-                          config.min_train_steps))
+  steps_per_epoch, total_steps = train_length(config, len(ds.train))
   eval_every = steps_from(config, "eval_every", steps_per_epoch)
   ckpt_every = steps_from(config, "checkpoint_every", steps_per_epoch)
   model = models.create(config.model, ds.num_classes, config.dtype)
@@ -213,10 +207,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
       if preemption.reached(done) and done != total_steps:
         if check_finite():
           continue
-        ckpt.save(done, state)
-        ckpt.wait()
-        raise Preempted(f"preempted (SIGTERM) at step {done}; checkpoint saved in "
-                        f"{ckpt.directory}; rerun the same command to resume")
+        checkpoint_and_stop(ckpt, done, state)
       periodic_eval = eval_every > 0 and done % eval_every == 0 and done != total_steps
       periodic_ckpt = ckpt_every > 0 and done % ckpt_every == 0 and done != total_steps
       if periodic_eval or periodic_ckpt:

@@ -1,0 +1,382 @@
+"""The RBM trainer: contrastive divergence (CD-k) or persistent CD on binary inputs.
+
+    results = train_and_evaluate(config, workdir)
+
+Built from the supervised loop's parts (data pipeline, mesh, Orbax checkpoints,
+metrics writer, preemption, NaN policy, run folder), with the RBM's own update in
+place of a loss and an optimizer. The trainer here *is* the learning algorithm, so it
+builds the RBM itself (deeplearn_jax.models.rbm) instead of a model by name.
+
+Resuming is exact: batch s is a function of (seed, s), the sampling key of step s is
+fold_in(rng, s), and the state carries the momentum velocities and PCD's fantasy
+particles. At the end: log Z by AIS (and exactly when the smaller layer is small),
+the test log-likelihood, pseudo-log-likelihood and reconstruction error in
+results.json, and filters.png and samples.png in the workdir.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from deeplearn_jax import data, metrics, parallel
+from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax.checkpoint import Checkpointer, abstract_like, has_checkpoints
+from deeplearn_jax.config_utils import steps_from, train_length
+from deeplearn_jax.errors import UserError
+from deeplearn_jax.models import rbm, rbm_partition
+from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
+from deeplearn_jax.train import nan_guard, supervised
+from deeplearn_jax.train.state import num_params
+from deeplearn_jax.unsupervised import pictures
+
+# Keys of the supervised config that mean nothing to an RBM (it has its own update).
+SUPERVISED_ONLY = ("model", "optimizer", "l1", "l2", "max_norm", "label_smoothing", "dtype")
+SAMPLE_STARTS = ("test", "random")
+# Independent streams, all derived from config.seed.
+_STREAMS = ("init", "chains", "train", "eval", "ais", "samples")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The supervised run's shared keys (seed, batch sizes, durations, periods, data,
+  mesh, NaN policy) plus `rbm` (the learning rule) and `eval` (measures, pictures)."""
+  c = supervised.base_config()
+  for key in SUPERVISED_ONLY:
+    del c[key]
+  c.batch_size = 100
+  c.data.normalize = "binarize"   # {0, 1} pixels for binary visible units
+  c.rbm = ml_collections.ConfigDict(dict(
+      num_hidden=500,
+      cd_k=1,                     # Gibbs steps of the negative phase: CD-k (PCD-k with pcd)
+      pcd=False,                  # persistent CD (Tieleman 2008): the chains carry over
+      num_chains=100,             # pcd: number of fantasy particles
+      learning_rate=0.05,         # on the batch-mean CD gradient
+      momentum_initial=0.5,       # Hinton's guide: 0.5 while the weights settle ...
+      momentum_final=0.9,         # ... then 0.9
+      momentum_switch_steps=-1,   # when to switch, in steps (wins when > 0) ...
+      momentum_switch_epochs=5.0,  # ... or epochs (both <= 0: final momentum from the start)
+      weight_decay=2e-4,          # L2 pull on W (not the biases): update += -lr * wd * W
+      init_std=0.01,              # W ~ N(0, init_std^2); visible biases at the data's base rates
+  ))
+  c.eval = ml_collections.ConfigDict(dict(
+      ais_num_betas=10000,        # AIS: intermediate distributions, betas linear in [0, 1]
+      ais_num_chains=100,         # AIS: independent runs (their spread gives the +-3 std bounds)
+      exact_max_units=20,         # also compute log Z exactly when the smaller layer is this small
+      num_filters=100,            # hidden units drawn in filters.png
+      num_samples=100,            # chains drawn in samples.png
+      sample_gibbs_steps=1000,    # Gibbs steps before p(v|h) is drawn
+      sample_start="test",        # test (the first test images) | random (coin flips)
+  ))
+  return c
+
+
+@flax.struct.dataclass
+class RBMState:
+  step: jax.Array        # number of updates done
+  params: rbm.Params
+  velocity: rbm.Params   # momentum
+  chains: jax.Array | None  # PCD's fantasy particles [num_chains, V]; None for CD
+  rng: jax.Array         # raw key; the key of step s is fold_in(rng, s)
+  bad_step: jax.Array    # these three as in TrainState, for the NaN policy
+  skipped: jax.Array
+  lr_scale: jax.Array
+
+
+@dataclasses.dataclass
+class Outcome:
+  results: dict[str, Any]
+  state: RBMState
+  dataset: data.Dataset
+
+
+def stream_key(seed: int, name: str) -> jax.Array:
+  return jax.random.fold_in(jax.random.PRNGKey(seed), _STREAMS.index(name))
+
+
+def _flat(x: jax.Array) -> jax.Array:
+  return x.reshape(x.shape[0], -1)
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+  r, e = config.rbm, config.eval
+  minimum = {"rbm.num_hidden": (r.num_hidden, 1), "rbm.cd_k": (r.cd_k, 1),
+             "rbm.num_chains": (r.num_chains, 1), "rbm.learning_rate": (r.learning_rate, 0),
+             "rbm.weight_decay": (r.weight_decay, 0), "eval.ais_num_betas": (e.ais_num_betas, 2),
+             "eval.ais_num_chains": (e.ais_num_chains, 2), "eval.num_filters": (e.num_filters, 0),
+             "eval.num_samples": (e.num_samples, 0),
+             "eval.sample_gibbs_steps": (e.sample_gibbs_steps, 1)}
+  for name, (value, least) in minimum.items():
+    if value < least:
+      raise UserError(f"config.{name} must be at least {least}, got {value}")
+  if e.exact_max_units > rbm_partition.MAX_EXACT_UNITS:
+    raise UserError(f"config.eval.exact_max_units must be at most "
+                    f"{rbm_partition.MAX_EXACT_UNITS}, got {e.exact_max_units}")
+  if e.sample_start not in SAMPLE_STARTS:
+    raise UserError(f"config.eval.sample_start must be one of {', '.join(SAMPLE_STARTS)}, "
+                    f"got {e.sample_start!r}")
+
+
+def pixel_means(ds: data.Dataset, chunk: int = 10000) -> np.ndarray:
+  """Every input unit's mean over the training split; refuses inputs outside [0, 1]."""
+  n, total = len(ds.train), 0.0
+  for start in range(0, n, chunk):
+    x = _flat(ds.transform(ds.train.gather(np.arange(start, min(n, start + chunk))))["input"])
+    if x.min() < 0 or x.max() > 1:
+      raise UserError(f"an RBM with binary visible units needs inputs in [0, 1]; {ds.name} "
+                      "with this config.data.normalize is not (use binarize or unit)")
+    total = total + x.sum(0, dtype=np.float64)
+  return (total / n).astype(np.float32)
+
+
+def make_init(config: ml_collections.ConfigDict, visible_mean: np.ndarray):
+  """init() -> RBMState. PCD's particles start as draws from the base rates, i.e. from
+  the initial RBM (its weights are ~0)."""
+  r = config.rbm
+  num_visible = visible_mean.size
+
+  def init() -> RBMState:
+    params = rbm.init(stream_key(config.seed, "init"), num_visible, r.num_hidden,
+                      init_std=r.init_std, visible_mean=visible_mean)
+    chains = None if not r.pcd else rbm.bernoulli(
+        stream_key(config.seed, "chains"),
+        jnp.broadcast_to(jnp.asarray(visible_mean), (r.num_chains, num_visible)))
+    return RBMState(step=jnp.zeros((), jnp.int32), params=params,
+                    velocity=jax.tree.map(jnp.zeros_like, params), chains=chains,
+                    rng=stream_key(config.seed, "train"), bad_step=jnp.full((), -1, jnp.int32),
+                    skipped=jnp.zeros((), jnp.int32), lr_scale=jnp.ones((), jnp.float32))
+
+  return init
+
+
+def _measures(params: rbm.Params, v: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+  """Per-example progress measures (the same on training and test batches)."""
+  key_err, key_pll = jax.random.split(key)
+  return {"reconstruction_error": rbm.reconstruction_error(params, v, key_err),
+          "pseudo_log_likelihood": rbm.pseudo_log_likelihood(params, v, key_pll),
+          "free_energy": rbm.free_energy(params, v)}
+
+
+def make_train_step(config: ml_collections.ConfigDict, momentum_switch_step: int):
+  r = config.rbm
+
+  def train_step(state: RBMState, batch):
+    v = _flat(batch["input"])
+    key_cd, key_measure = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    # Measured before the update, on a batch the RBM has not learnt from yet.
+    measured = {k: jnp.mean(x) for k, x in _measures(state.params, v, key_measure).items()}
+    grads, chains = rbm.cd_gradient(state.params, v, key_cd, r.cd_k, state.chains)
+    momentum = jnp.where(state.step < momentum_switch_step, r.momentum_initial,
+                         r.momentum_final)
+    params, velocity = rbm.momentum_update(
+        state.params, state.velocity, grads, learning_rate=r.learning_rate * state.lr_scale,
+        momentum=momentum, weight_decay=r.weight_decay)
+    updated = state.replace(params=params, velocity=velocity, chains=chains)
+    # A non-finite update is not applied; the host applies config.nan_policy.
+    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
+    state = nan_guard.guarded_update(state, updated, ok)
+    return state, {**measured, "momentum": momentum}
+
+  return train_step
+
+
+@jax.jit
+def _eval_sums(params: rbm.Params, batch, key: jax.Array) -> dict[str, jax.Array]:
+  mask = batch["mask"]
+  sums = {k: jnp.sum(x * mask) for k, x in _measures(params, _flat(batch["input"]), key).items()}
+  return {**sums, "count": jnp.sum(mask)}
+
+
+_log_z_exact = jax.jit(rbm_partition.log_partition_exact)
+_ais = jax.jit(rbm_partition.ais_log_partition, static_argnames=("num_betas", "num_chains"))
+
+
+@functools.partial(jax.jit, static_argnames="num_steps")
+def gibbs_samples(params: rbm.Params, v: jax.Array, key: jax.Array, num_steps: int):
+  """p(v | h) after `num_steps` Gibbs steps from visible states v."""
+  key_h, key_chain = jax.random.split(key)
+  h = rbm.bernoulli(key_h, rbm.hidden_probs(params, v))
+  return rbm.visible_probs(params, rbm.gibbs_chain(params, h, key_chain, num_steps)[2])
+
+
+def _images(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+  x = np.asarray(x).reshape(-1, *shape)
+  return x[..., 0] if shape[-1] == 1 else x
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) in workdir and returns the figures of results.json."""
+  return run(config, workdir).results
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
+  """train_and_evaluate, also returning the final state and the data."""
+  # -- validate everything before touching the workdir
+  mesh = parallel.make_mesh(config.mesh)
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
+  nan_guard.validate(config)
+  _validate(config)
+  ds = data.load(config.data)
+  steps_per_epoch, total_steps = train_length(config, len(ds.train))
+  visible_mean = pixel_means(ds)
+  init = make_init(config, visible_mean)
+  abstract = jax.eval_shape(init)
+  shardings = parallel.param_sharding(abstract, mesh)
+  target = abstract_like(abstract, shardings)
+  eval_every = steps_from(config, "eval_every", steps_per_epoch)
+  ckpt_every = steps_from(config, "checkpoint_every", steps_per_epoch)
+  switch = steps_from(config.rbm, "momentum_switch", steps_per_epoch)
+  num_visible, num_hidden = visible_mean.size, config.rbm.num_hidden
+  exact = min(num_visible, num_hidden) <= config.eval.exact_max_units
+
+  # -- workdir: check, compare with an existing run, resume
+  workdir_lib.check_writable(workdir)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  workdir_lib.prepare(workdir, config, has_checkpoint=has_checkpoints(ckpt_dir))
+  ckpt = Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
+
+  def restore_or_init() -> tuple[int, RBMState]:
+    step, restored = ckpt.restore(target)
+    return (step, restored) if restored is not None else (
+        0, jax.jit(init, out_shardings=shardings)())
+
+  step, state = restore_or_init()
+  if step:
+    logging.info("resuming from step %d in %s", step, workdir)
+  r = config.rbm
+  name = f"{'PCD' if r.pcd else 'CD'}-{r.cd_k}"
+  logging.info("RBM %d-%d (%s) on %s: %d steps (%d/epoch), global batch %d over mesh %s",
+               num_visible, num_hidden, name, ds.name, total_steps, steps_per_epoch,
+               config.batch_size, dict(mesh.shape))
+  train_step = jax.jit(make_train_step(config, switch), donate_argnums=0)
+  eval_key = stream_key(config.seed, "eval")
+
+  def evaluate(params: rbm.Params) -> dict[str, float]:
+    """Test-split means; with an exact log Z also the exact log-likelihood."""
+    batches = data.eval_batches(ds.test, global_batch=config.eval_batch_size,
+                                transform=ds.transform, num_threads=config.data.num_threads)
+    sums = [_eval_sums(params, parallel.global_batch(b, mesh), jax.random.fold_in(eval_key, i))
+            for i, b in enumerate(batches)]
+    sums = jax.device_get(jax.tree.map(lambda *x: sum(x), *sums))
+    out = {k: float(v) / float(sums["count"]) for k, v in sums.items() if k != "count"}
+    if exact:
+      out["log_z_exact"] = float(_log_z_exact(params))
+      out["log_likelihood_exact"] = -out["free_energy"] - out["log_z_exact"]
+    return out
+
+  def batches_from(first: int):
+    return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
+                              start_step=first, end_step=total_steps, transform=ds.transform,
+                              num_threads=config.data.num_threads)
+
+  writer = metrics.MetricsWriter(workdir, resume_step=step, total_steps=total_steps,
+                                 progress=config.progress, desc=f"rbm {name}")
+  guard = nan_guard.NanGuard(config, ckpt)
+  batches, pending = batches_from(step), []
+
+  def rolled_back() -> bool:
+    """Applies the NaN policy; True when the loop restarts from the last good checkpoint."""
+    nonlocal state, step, batches, pending
+    state, roll_back = guard.check(state)
+    if roll_back:
+      ckpt.wait()
+      step, restored = restore_or_init()
+      state, batches, pending = guard.after_rollback(restored, state), batches_from(step), []
+      writer.rewind(step)
+    return roll_back
+
+  log_every = max(1, config.log_every_steps)
+  preemption = PreemptionWatcher()
+  t0 = time.perf_counter()
+  with contextlib.ExitStack() as open_parts:
+    for part in (ckpt, writer, preemption):
+      open_parts.callback(part.close)  # on exit, in reverse order, even if one close fails
+    while step < total_steps:
+      state, m = train_step(state, parallel.global_batch(next(batches), mesh))
+      pending.append(m)
+      step += 1
+      if step % log_every == 0 or step == total_steps:
+        if rolled_back():
+          continue
+        train = jax.tree.map(lambda *x: float(np.mean(x)), *jax.device_get(pending))
+        pending = []
+        writer.write(step, "train", {**train, "epoch": step / steps_per_epoch})
+        writer.progress(step, recon=train["reconstruction_error"],
+                        pll=train["pseudo_log_likelihood"])
+      if step == total_steps:
+        break  # the final checkpoint and evaluation follow the loop
+      if preemption.reached(step):
+        if rolled_back():
+          continue
+        checkpoint_and_stop(ckpt, step, state)
+      if eval_every > 0 and step % eval_every == 0:
+        writer.write(step, "eval", evaluate(state.params))
+      if ckpt_every > 0 and step % ckpt_every == 0:
+        if rolled_back():
+          continue
+        ckpt.save(step, state)
+    jax.block_until_ready(state)
+    train_seconds = time.perf_counter() - t0
+    ckpt.save(total_steps, state)
+    test = evaluate(state.params)
+    ais = jax.device_get(_ais(state.params, stream_key(config.seed, "ais"),
+                              rbm.base_rate_bias(visible_mean),
+                              num_betas=config.eval.ais_num_betas,
+                              num_chains=config.eval.ais_num_chains))
+    ais = {k.replace("log_z", "log_z_ais"): float(v) for k, v in ais.items()}
+    neg_f = -test["free_energy"]
+    ais.update(log_likelihood_ais=neg_f - ais["log_z_ais"],
+               log_likelihood_ais_lower=neg_f - ais["log_z_ais_upper"],
+               log_likelihood_ais_upper=neg_f - ais["log_z_ais_lower"])
+    writer.write(total_steps, "test", {**test, **ais})
+
+  results = {
+      **{k if k.startswith("log_z") else f"test_{k}": v for k, v in ais.items()},
+      "test_pseudo_log_likelihood": test["pseudo_log_likelihood"],
+      "test_reconstruction_error": test["reconstruction_error"],
+      "test_free_energy": test["free_energy"],
+      "steps": total_steps,
+      "num_params": num_params(state.params),
+      "train_seconds": train_seconds,
+  }
+  if exact:
+    results["test_log_likelihood_exact"] = test["log_likelihood_exact"]
+    results["log_z_exact"] = test["log_z_exact"]
+  if jax.process_index() == 0:
+    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    _draw(config, ds, state.params, workdir, name)
+  return Outcome(results, state, ds)
+
+
+def _draw(config: ml_collections.ConfigDict, ds: data.Dataset, params: rbm.Params,
+          workdir: str, name: str) -> None:
+  """filters.png: the first hidden units' weights as images; samples.png: p(v|h) at the
+  end of long Gibbs chains."""
+  e, shape = config.eval, ds.input_shape
+  w = np.asarray(jax.device_get(params["W"]))
+  if e.num_filters:
+    filters = _images(w[:, :e.num_filters].T, shape)
+    pictures.save_grid(os.path.join(workdir, "filters.png"), filters,
+                       f"RBM {name}: weights of the first {len(filters)} hidden units",
+                       normalize_each=True)
+  if not e.num_samples:
+    return
+  key_start, key_chain = jax.random.split(stream_key(config.seed, "samples"))
+  if e.sample_start == "test":
+    rows = np.arange(min(e.num_samples, len(ds.test)))
+    start = jnp.asarray(_flat(ds.transform(ds.test.gather(rows))["input"]))
+  else:
+    start = rbm.bernoulli(key_start, jnp.full((e.num_samples, w.shape[0]), 0.5))
+  probs = gibbs_samples(jax.device_get(params), start, key_chain, e.sample_gibbs_steps)
+  pictures.save_grid(os.path.join(workdir, "samples.png"), _images(probs, shape),
+                     f"RBM {name}: p(v|h) after {e.sample_gibbs_steps} Gibbs steps "
+                     f"from {e.sample_start} images")

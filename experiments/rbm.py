@@ -1,0 +1,72 @@
+"""Restricted Boltzmann machines on binarized MNIST, trained by contrastive divergence
+(Hinton 2002; the building block of Hinton, Osindero & Teh 2006), with the test
+log-likelihood estimated by annealed importance sampling (Salakhutdinov & Murray 2008).
+
+Published (S&M 2008, 500 hidden units, AIS estimate): about -125 nats per test digit
+for CD-1, about -86 nats for CD-25. Ours: (filled in from a real run).
+
+Command:  python -m experiments.rbm --config.data.manual_dir=../shared/data
+          python -m experiments.rbm --config=experiments/rbm.py:cd25 --config.data.manual_dir=...
+Hardware: (filled in from a real run, see README "Results")
+Variants: (default) CD-1 | :cd25 (CD-25) | :pcd (persistent CD, Tieleman 2008)
+          ,smoke appended (or :smoke alone): digits, 16 hidden units, seconds; with so
+          few hidden units log Z is also computed exactly, to check AIS against.
+Outputs:  results.json (test_log_likelihood_ais and its +-3 std bounds, log_z_ais,
+          test_pseudo_log_likelihood, test_reconstruction_error, ...), filters.png,
+          samples.png, metrics.jsonl, checkpoints/.
+"""
+
+import ml_collections
+
+from deeplearn_jax import cli
+from deeplearn_jax.train import supervised
+from deeplearn_jax.unsupervised import rbm
+
+VARIANTS = ("cd1", "cd25", "pcd")
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  parts = [p for p in (variant or "cd1").split(",") if p]
+  names = [p for p in parts if p != "smoke"] or ["cd1"]
+  if len(names) > 1 or names[0] not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r} of rbm: use one of {', '.join(VARIANTS)} "
+                     "(append ',smoke' for a seconds-long run)")
+  c = rbm.base_config()
+  c.data.name = "mnist"
+  c.batch_size = 100              # S&M 2008 and Hinton's guide: mini-batches of 100
+  c.num_epochs = 50.0
+  c.rbm.num_hidden = 500
+  c.rbm.learning_rate = 0.05
+  c.rbm.momentum_initial, c.rbm.momentum_final = 0.5, 0.9
+  c.rbm.momentum_switch_epochs = 5.0
+  c.rbm.weight_decay = 2e-4
+  c.eval.ais_num_betas = 14500    # as many as S&M 2008 (theirs denser near beta = 1; ours linear)
+  c.eval.ais_num_chains = 100     # S&M 2008: 100 AIS runs
+  if names[0] == "cd25":
+    c.rbm.cd_k = 25
+  elif names[0] == "pcd":
+    c.rbm.pcd = True
+    c.rbm.num_chains = 100        # as many fantasy particles as examples in a batch
+    c.rbm.learning_rate = 0.02    # the particles follow the model only if it moves slowly,
+    c.rbm.momentum_final = 0.5    # and high momentum makes the two chase each other (oscillates)
+  if "smoke" in parts:
+    supervised.make_smoke(c, steps=120)  # digits, batch 64, checkpoints at 40, 80, 120
+    c.eval_every_steps = 60
+    c.rbm.num_hidden = 16         # 2^16 hidden states: exact log Z to hold AIS against
+    c.rbm.learning_rate = 0.2     # tiny weights need a push to break symmetry in 120 steps
+    c.rbm.momentum_switch_steps = 20
+    c.rbm.num_chains = 64
+    c.eval.ais_num_betas = 1000
+    c.eval.num_filters = 16
+    c.eval.num_samples = 36
+    c.eval.sample_gibbs_steps = 200
+  c.lock()
+  return c
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  return rbm.train_and_evaluate(config, workdir)
+
+
+if __name__ == "__main__":
+  cli.run(__file__, "rbm", train_and_evaluate)

@@ -1,0 +1,235 @@
+"""The RBM: log Z exactly and by AIS, CD-k and PCD, and its trainer (it learns, resumes
+bit-identically, refuses bad input, writes results.json and its pictures)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from deeplearn_jax import data, metrics
+from deeplearn_jax.checkpoint import Checkpointer
+from deeplearn_jax.errors import TrainingDiverged, UserError
+from deeplearn_jax.models import rbm
+from deeplearn_jax.models.rbm_partition import ais_log_partition, log_partition_exact
+from deeplearn_jax.unsupervised import rbm as trainer
+from experiments import rbm as experiment
+from test_train import _patch_batches, _smoke
+
+REQUIRED = ("test_log_likelihood_ais", "test_log_likelihood_ais_lower",
+            "test_log_likelihood_ais_upper", "test_pseudo_log_likelihood",
+            "test_reconstruction_error", "steps", "num_params", "train_seconds",
+            "test_log_likelihood_exact", "log_z_exact", "log_z_ais")
+
+
+def _random_rbm(key, num_visible, num_hidden, scale):
+  kw, ka, kb = jax.random.split(key, 3)
+  return {"W": scale * jax.random.normal(kw, (num_visible, num_hidden)),
+          "a": scale * jax.random.normal(ka, (num_visible,)),
+          "b": scale * jax.random.normal(kb, (num_hidden,))}
+
+
+def _all_states(n):
+  return np.array([[(i >> j) & 1 for j in range(n)] for i in range(2 ** n)], np.float64)
+
+
+def _test_set(ds):
+  return ds.transform(ds.test.gather(np.arange(len(ds.test))))["input"].reshape(len(ds.test), -1)
+
+
+def _quality(params, v):
+  """Exact log-likelihood, PLL and reconstruction error on v, with fixed keys."""
+  return {"ll": float(jnp.mean(-rbm.free_energy(params, v)) - log_partition_exact(params)),
+          "pll": float(jnp.mean(rbm.pseudo_log_likelihood(params, v, jax.random.PRNGKey(1)))),
+          "recon": float(jnp.mean(rbm.reconstruction_error(params, v, jax.random.PRNGKey(2))))}
+
+
+def _trained(tmp_path_factory, variant):
+  """One smoke run per module, shared by the tests that only read it."""
+  workdir = tmp_path_factory.mktemp(variant.replace(",", "_"))
+  return trainer.run(_smoke(experiment, variant), str(workdir)), workdir
+
+
+@pytest.fixture(scope="module")
+def cd1_run(tmp_path_factory):
+  return _trained(tmp_path_factory, "smoke")
+
+
+@pytest.fixture(scope="module")
+def pcd_run(tmp_path_factory):
+  return _trained(tmp_path_factory, "pcd,smoke")
+
+
+@pytest.mark.parametrize("num_visible,num_hidden,chunk_bits", [(6, 4, 12), (3, 5, 12),
+                                                                (6, 4, 2)])
+def test_exact_log_z_equals_brute_force(num_visible, num_hidden, chunk_bits):
+  params = _random_rbm(jax.random.PRNGKey(0), num_visible, num_hidden, scale=1.0)
+  v, h = _all_states(num_visible), _all_states(num_hidden)
+  p = {k: np.asarray(x, np.float64) for k, x in params.items()}
+  neg_energy = (v @ p["a"])[:, None] + (h @ p["b"])[None, :] + v @ p["W"] @ h.T  # [2^V, 2^H]
+  brute = np.logaddexp.reduce(neg_energy.ravel())
+  assert float(log_partition_exact(params, chunk_bits)) == pytest.approx(brute, abs=1e-4)
+  # F sums h out exactly, and E is the energy the sum above used.
+  np.testing.assert_allclose(-rbm.free_energy(params, v), np.logaddexp.reduce(neg_energy, 1),
+                             rtol=1e-5)
+  np.testing.assert_allclose(-rbm.energy(params, v[5:6], h[3:4]), neg_energy[5, 3], rtol=1e-5)
+
+
+def test_ais_brackets_the_exact_log_z_of_a_random_rbm():
+  params = _random_rbm(jax.random.PRNGKey(3), 64, 16, scale=0.5)
+  base = rbm.base_rate_bias(jnp.full((64,), 0.3))
+  ais = jax.jit(ais_log_partition, static_argnames=("num_betas", "num_chains"))(
+      params, jax.random.PRNGKey(4), base, num_betas=1000, num_chains=100)
+  exact = float(log_partition_exact(params))
+  assert abs(float(ais["log_z"]) - exact) < 0.5
+  assert float(ais["log_z_lower"]) - 0.05 <= exact <= float(ais["log_z_upper"]) + 0.05
+
+
+def test_cd_k_is_k_gibbs_steps_from_the_data():
+  params = _random_rbm(jax.random.PRNGKey(5), 6, 4, scale=0.5)
+  v = jax.random.bernoulli(jax.random.PRNGKey(6), 0.5, (8, 6)).astype(jnp.float32)
+  key, k = jax.random.PRNGKey(7), 25
+  grads, chains = jax.jit(rbm.cd_gradient, static_argnums=3)(params, v, key, k)
+  assert chains is None
+  # The same chain as a Python loop: clamp v, sample h, then k steps h -> v -> h.
+  key_h, key_chain = jax.random.split(key)
+  h = rbm.bernoulli(key_h, rbm.hidden_probs(params, v))
+  step = jax.jit(rbm.gibbs_step)
+  for step_key in jax.random.split(key_chain, k):
+    v_k, ph_k, h = step(params, h, step_key)
+  ph_data = rbm.hidden_probs(params, v)
+  np.testing.assert_allclose(grads["W"], (v.T @ ph_data - v_k.T @ ph_k) / 8, atol=1e-5)
+  np.testing.assert_allclose(grads["b"], jnp.mean(ph_data - ph_k, 0), atol=1e-5)
+  shorter, _ = rbm.cd_gradient(params, v, key, k - 1)
+  assert not np.allclose(shorter["W"], grads["W"])
+
+
+def test_pcd_continues_the_fantasy_chains():
+  params = _random_rbm(jax.random.PRNGKey(8), 6, 4, scale=0.5)
+  v = jnp.ones((8, 6))
+  chains = jnp.zeros((5, 6))
+  grads, moved = rbm.cd_gradient(params, v, jax.random.PRNGKey(9), 3, chains)
+  assert moved.shape == (5, 6) and set(np.unique(moved)) <= {0.0, 1.0}
+  assert float(moved.sum()) > 0  # they left the all-zero start
+  # The model term comes from the 5 particles, not from the 8 data rows.
+  assert grads["W"].shape == (6, 4) and np.all(np.isfinite(grads["W"]))
+
+
+def test_binarize_thresholds_pixels_at_one_half():
+  unit = data.load(ml_collections.ConfigDict(dict(name="digits")))
+  binary = data.load(ml_collections.ConfigDict(dict(name="digits", normalize="binarize")))
+  rows = np.arange(50)
+  x = binary.transform(binary.train.gather(rows))["input"]
+  assert set(np.unique(x)) == {0.0, 1.0}
+  assert np.array_equal(x, unit.transform(unit.train.gather(rows))["input"] > 0.5)
+
+
+def test_smoke_writes_results_and_pictures(cd1_run):
+  out, workdir = cd1_run
+  res = out.results
+  assert set(REQUIRED) <= set(res) and res["steps"] == 120
+  assert res["num_params"] == 64 * 16 + 64 + 16
+  assert json.loads((workdir / "results.json").read_text()) == pytest.approx(res)
+  for picture in ("filters.png", "samples.png"):
+    assert (workdir / picture).stat().st_size > 1000
+  assert {r["split"] for r in metrics.read_metrics(workdir)} == {"train", "eval", "test"}
+  assert Checkpointer(str(workdir / "checkpoints")).steps() == [40, 80, 120]
+  assert res["test_log_likelihood_ais_lower"] <= res["test_log_likelihood_ais"] <= \
+      res["test_log_likelihood_ais_upper"]
+
+
+def test_ais_agrees_with_exact_log_z_of_the_trained_rbm(cd1_run):
+  res = cd1_run[0].results
+  assert abs(res["log_z_ais"] - res["log_z_exact"]) < 0.5
+  assert res["log_z_ais_lower"] - 0.05 <= res["log_z_exact"] <= res["log_z_ais_upper"] + 0.05
+  assert abs(res["test_log_likelihood_ais"] - res["test_log_likelihood_exact"]) < 0.5
+
+
+def _initial_params(config, ds):
+  return jax.jit(trainer.make_init(config, trainer.pixel_means(ds)))().params
+
+
+def test_cd1_training_improves_the_rbm(cd1_run):
+  out, _ = cd1_run
+  config = _smoke(experiment, "smoke")
+  v = _test_set(out.dataset)
+  before = _quality(_initial_params(config, out.dataset), v)
+  after = _quality(jax.device_get(out.state.params), v)
+  assert after["ll"] > before["ll"] + 2.0       # nats per test digit, exact
+  assert after["pll"] > before["pll"] + 1.0
+  assert after["recon"] < 0.85 * before["recon"]
+  assert out.results["test_log_likelihood_exact"] == pytest.approx(after["ll"], abs=1e-3)
+
+
+def test_pcd_trains_and_keeps_its_particles_in_the_state(pcd_run):
+  out, workdir = pcd_run
+  chains = np.asarray(out.state.chains)
+  assert chains.shape == (64, 64) and set(np.unique(chains)) <= {0.0, 1.0}
+  v = _test_set(out.dataset)
+  before = _quality(_initial_params(_smoke(experiment, "pcd,smoke"), out.dataset), v)
+  after = _quality(jax.device_get(out.state.params), v)
+  assert after["ll"] > before["ll"] + 0.5 and after["pll"] > before["pll"] + 1.0
+  assert Checkpointer(str(workdir / "checkpoints")).read(120)["chains"].shape == (64, 64)
+
+
+def _train_log(workdir):
+  return [r for r in metrics.read_metrics(workdir) if r["split"] == "train"]
+
+
+def test_resume_after_crash_equals_uninterrupted_run(pcd_run, tmp_path, monkeypatch):
+  ref, ref_dir = pcd_run
+
+  def crash(step, batch):
+    if step == 100:  # between the checkpoints of steps 80 and 120
+      raise RuntimeError("simulated crash")
+    return batch
+
+  config = _smoke(experiment, "pcd,smoke")
+  with monkeypatch.context() as m:
+    _patch_batches(m, crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+      trainer.run(config, str(tmp_path))
+  assert Checkpointer(str(tmp_path / "checkpoints")).steps() == [40, 80]
+  resumed = trainer.run(config, str(tmp_path))
+  for name in ("params", "velocity", "chains", "rng", "step"):
+    same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
+                        getattr(ref.state, name), getattr(resumed.state, name))
+    assert all(jax.tree.leaves(same)), f"resumed {name} differ from the uninterrupted run"
+  for key in REQUIRED:
+    if key != "train_seconds":
+      assert resumed.results[key] == ref.results[key], key
+  assert _train_log(tmp_path) == _train_log(ref_dir)
+
+
+def test_one_device_matches_eight(pcd_run, tmp_path):
+  eight, _ = pcd_run
+  assert jax.device_count() == 8 and eight.state.params["W"].sharding.mesh.size == 8
+  one = trainer.run(_smoke(experiment, "pcd,smoke", **{"mesh.data": 1}), str(tmp_path))
+  # The same random bits on any mesh; only the order of the batch sums differs.
+  assert np.array_equal(np.asarray(one.state.chains), np.asarray(eight.state.chains))
+  for name in ("W", "a", "b"):
+    np.testing.assert_allclose(one.state.params[name], eight.state.params[name], atol=1e-4)
+
+
+def test_nan_input_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch):
+  def poison(step, batch):
+    return dict(batch, input=np.full_like(batch["input"], np.nan)) if step >= 45 else batch
+
+  _patch_batches(monkeypatch, poison)
+  with pytest.raises(TrainingDiverged, match="at step 46.*step 40"):
+    trainer.run(_smoke(experiment, "smoke"), str(tmp_path))
+  assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"data.normalize": "standardize"}, "needs inputs in \\[0, 1\\]"),
+    ({"rbm.cd_k": 0}, "rbm.cd_k must be at least 1"),
+    ({"eval.sample_start": "noise"}, "sample_start must be one of test, random"),
+    ({"batch_size": 60}, "not divisible by the 8 devices"),
+])
+def test_bad_config_is_refused_before_anything_is_written(tmp_path, overrides, message):
+  with pytest.raises(UserError, match=message):
+    trainer.run(_smoke(experiment, "smoke", **overrides), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
