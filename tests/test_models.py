@@ -107,3 +107,32 @@ def test_schedules_warmup_then_decay():
   cfg.schedule = "exponential"
   with pytest.raises(UserError, match="schedule"):
     optimizers.schedule(cfg, 10, 100)
+
+
+@pytest.mark.parametrize("padding,channels", [("SAME", 1), ("VALID", 1), ("SAME", 3), ("VALID", 6)])
+def test_fast_conv_equals_flax_conv(padding, channels):
+  from deeplearn_jax.models.layers import Conv
+  import flax.linen as nn
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 12, 11, channels)), jnp.float32)
+  ours = Conv(4, (5, 5), padding=padding)
+  v = ours.init(jax.random.PRNGKey(0), x)
+  ref = nn.Conv(4, (5, 5), padding=padding).apply(v, x)  # the same parameters
+  np.testing.assert_allclose(ours.apply(v, x), ref, rtol=1e-5, atol=1e-5)
+  g_ours = jax.grad(lambda p: jnp.sum(ours.apply({"params": p}, x) ** 2))(v["params"])
+  g_ref = jax.grad(lambda p: jnp.sum(nn.Conv(4, (5, 5), padding=padding).apply(
+      {"params": p}, x) ** 2))(v["params"])
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool2x2_equals_flax_pooling(kind):
+  from deeplearn_jax.models.layers import pool2x2
+  import flax.linen as nn
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 9, 10, 3)), jnp.float32)
+  ref = (nn.max_pool if kind == "max" else nn.avg_pool)(x, (2, 2), strides=(2, 2))
+  np.testing.assert_allclose(pool2x2(x, kind), ref, rtol=1e-6)
+  g = jax.grad(lambda x: jnp.sum(pool2x2(x, kind) * jnp.arange(20.0).reshape(1, 4, 5, 1)))(x)
+  g_ref = jax.grad(lambda x: jnp.sum((nn.max_pool if kind == "max" else nn.avg_pool)(
+      x, (2, 2), strides=(2, 2)) * jnp.arange(20.0).reshape(1, 4, 5, 1)))(x)
+  np.testing.assert_allclose(g, g_ref, rtol=1e-6)

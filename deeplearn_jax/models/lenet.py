@@ -3,6 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from deeplearn_jax.models.layers import Conv, pool2x2
 from deeplearn_jax.models.mlp import activation
 
 
@@ -26,12 +27,11 @@ class LeNet5(nn.Module):
     act = activation(self.activation)
     if self.pool not in ("max", "avg"):
       raise ValueError(f"LeNet5.pool must be 'max' or 'avg', got {self.pool!r}")
-    pool = nn.max_pool if self.pool == "max" else nn.avg_pool
     x = x.astype(self.dtype)
-    x = act(nn.Conv(6, (5, 5), padding="SAME", dtype=self.dtype, name="C1")(x))
-    x = pool(x, (2, 2), strides=(2, 2))
-    x = act(nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="C3")(x))
-    x = pool(x, (2, 2), strides=(2, 2))
+    x = act(Conv(6, (5, 5), padding="SAME", dtype=self.dtype, name="C1")(x))
+    x = pool2x2(x, self.pool)
+    x = act(Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="C3")(x))
+    x = pool2x2(x, self.pool)
     x = x.reshape((x.shape[0], -1))
     x = act(nn.Dense(120, dtype=self.dtype, name="C5")(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
