@@ -1,14 +1,27 @@
 """Deep fully connected nets on MNIST: SGD, L2, L1, dropout and max-norm
-(Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014, table 2).
+(Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014).
 
-Published (3 hidden layers of 1024 ReLU units unless noted): standard net 1.60%;
-dropout 1.25% (ReLU); dropout + max-norm 1.06%. Their nets trained for up to
-3,000 epochs; ours run a fixed, much smaller budget (see num_epochs).
-
-Command:  python -m experiments.mnist_dnn --config=experiments/mnist_dnn.py:VARIANT \\
+Command:  python -m experiments.mnist_dnn --config=experiments/mnist_dnn.py:VARIANT \
               --config.data.manual_dir=../shared/data
-VARIANT:  plain | l2 | l1 | dropout | dropout_maxnorm   (and :smoke for tests)
-Hardware: (filled in from a real run, see README "Results")
+VARIANT:  plain | l2 | l1 | dropout | dropout_maxnorm   (append ",smoke" for a seconds-long run)
+Net:      784-1024-1024-1024-10 ReLU (2.91M params), batch 100, SGD momentum 0.9 with
+          cosine decay, 50 epochs; dropout keeps 80% of inputs and 50% of hidden units.
+Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32; the machine
+          also ran the test suite during these runs, so wall times are upper bounds.
+
+Result (real MNIST test set, seed 0), beside Srivastava et al. 2014 (tables 2 and 9,
+nets trained up to 3,000 epochs):
+
+  variant          ours     published                         wall
+  plain            1.42%    1.60% (standard net)              731 s
+  l2 (1e-4)        1.45%    1.62% (L2)                        697 s
+  l1 (1e-5)        1.51%    1.60% (L2 + L1)                   628 s
+  dropout          1.27%    1.25% (dropout, ReLU)             851 s
+  dropout_maxnorm  1.58%    1.06% (dropout + max-norm)        574 s
+
+Dropout beats the plain net. Max-norm (c = 3.5) slowed training within our 50 epochs
+(final train loss 0.052 against 0.027 for dropout alone; its test error was still
+falling), so it does not yet show the paper's gain at this budget.
 """
 
 import ml_collections

@@ -3,11 +3,11 @@
 log-likelihood estimated by annealed importance sampling (Salakhutdinov & Murray 2008).
 
 Published (S&M 2008, 500 hidden units, AIS estimate): about -125 nats per test digit
-for CD-1, about -86 nats for CD-25. Ours: (filled in from a real run).
+for CD-1, about -86 nats for CD-25. Ours: not yet run on real MNIST; only the
+:smoke variant (digits) has run, in the tests.
 
 Command:  python -m experiments.rbm --config.data.manual_dir=../shared/data
           python -m experiments.rbm --config=experiments/rbm.py:cd25 --config.data.manual_dir=...
-Hardware: (filled in from a real run, see README "Results")
 Variants: (default) CD-1 | :cd25 (CD-25) | :pcd (persistent CD, Tieleman 2008)
           ,smoke appended (or :smoke alone): digits, 16 hidden units, seconds; with so
           few hidden units log Z is also computed exactly, to check AIS against.
