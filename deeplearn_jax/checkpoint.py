@@ -43,11 +43,9 @@ def fingerprint(tree: Any) -> jax.Array:
 
 
 def has_checkpoints(directory: str) -> bool:
-  """Whether `directory` holds any checkpoint, without creating or changing anything."""
-  if not os.path.isdir(directory):
-    return False
-  options = ocp.CheckpointManagerOptions(create=False, read_only=True)
-  return bool(ocp.CheckpointManager(os.path.abspath(directory), options=options).all_steps())
+  """Whether `directory` holds any finished checkpoint. A plain read of the folder: no
+  CheckpointManager, whose creation is a barrier across the processes of a run."""
+  return os.path.isdir(directory) and bool(ocp.utils.checkpoint_steps(directory))
 
 
 class DamagedCheckpoint(Exception):

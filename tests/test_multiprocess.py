@@ -65,8 +65,12 @@ def test_two_processes_train_like_one(two_process_run, tmp_path):
   _finish(_launch(tmp_path / "single", tmp_path, processes=1))
   multi, single = _losses(two_process_run), _losses(tmp_path / "single")
   assert [s for s, _ in multi] == [s for s, _ in single] and len(multi) == STEPS // 10
-  # Reduction order differs (gloo across processes vs in-process), so float32 drifts slightly.
-  np.testing.assert_allclose([l for _, l in multi], [l for _, l in single], rtol=1e-3, atol=1e-4)
+  # The collectives sum in another order (gloo across processes vs in-process), so
+  # float32 results differ in the last bits and training amplifies that over 300 steps:
+  # the first steps agree closely, the whole run within 1%.
+  a_loss, b_loss = [l for _, l in multi], [l for _, l in single]
+  np.testing.assert_allclose(a_loss[:5], b_loss[:5], rtol=1e-4)
+  np.testing.assert_allclose(a_loss, b_loss, rtol=1e-2, atol=1e-4)
   a = json.loads((two_process_run / "results.json").read_text())
   b = json.loads((tmp_path / "single" / "results.json").read_text())
   assert a["steps"] == b["steps"] == STEPS
