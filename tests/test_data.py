@@ -3,7 +3,6 @@
 import gzip
 import io
 import os
-import shutil
 import tarfile
 
 import ml_collections

@@ -9,7 +9,6 @@ logging/eval/checkpoints, and writes results.json and curves.png.
 
 import dataclasses
 import logging
-import math
 import os
 import time
 from typing import Any
@@ -102,7 +101,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   """train_and_evaluate, also returning the final state, model and data."""
   # -- validate everything before touching the workdir
   mesh = parallel.make_mesh(config.mesh)
-  local_batch = parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   nan_guard.validate(config)
   ds = data.load(config.data)
@@ -118,16 +117,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
     raise UserError(f"model {config.model.name} does not fit {ds.name} inputs "
                     f"{ds.input_shape}: {str(e).splitlines()[0]}") from e
   shardings = parallel.param_sharding(abstract, mesh)
+  target = abstract_like(abstract, shardings)
 
   # -- workdir: check, compare with an existing run, resume
   workdir_lib.check_writable(workdir)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   workdir_lib.prepare(workdir, config, has_checkpoint=has_checkpoints(ckpt_dir))
   ckpt = Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
-  start_step, state = ckpt.restore(abstract_like(abstract, shardings))
-  if state is None:
-    start_step, state = 0, jax.jit(init, out_shardings=shardings)()
-  else:
+
+  def restore_or_init() -> tuple[int, TrainState]:
+    """The newest intact checkpoint, or a fresh state (created already sharded)."""
+    step, restored = ckpt.restore(target)
+    return (step, restored) if restored is not None else (
+        0, jax.jit(init, out_shardings=shardings)())
+
+  start_step, state = restore_or_init()
+  if start_step:
     logging.info("resuming from step %d in %s", start_step, workdir)
   logging.info("%s on %s: %d params, %d steps (%d/epoch), global batch %d over mesh %s",
                config.model.name, ds.name, num_params(state.params), total_steps,
@@ -148,6 +153,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
 
   writer = metrics.MetricsWriter(workdir, resume_step=start_step, total_steps=total_steps,
                                  progress=config.progress, desc=config.model.name)
+
   def batches_from(step: int):
     return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
                               start_step=step, end_step=total_steps, transform=ds.transform,
@@ -155,7 +161,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
 
   batches = batches_from(start_step)
   guard = nan_guard.NanGuard(config, ckpt)
-  abstract_state = abstract_like(abstract, shardings)
 
   def check_finite() -> bool:
     """Applies the NaN policy; True when the loop must restart from a rollback."""
@@ -164,9 +169,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
     if not roll_back:
       return False
     ckpt.wait()
-    back, restored = ckpt.restore(abstract_state)
-    if restored is None:
-      back, restored = 0, jax.jit(init, out_shardings=shardings)()
+    back, restored = restore_or_init()
     state = guard.after_rollback(restored, state)
     step, batches, pending = back, batches_from(back), []
     writer.rewind(back)
