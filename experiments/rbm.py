@@ -3,8 +3,11 @@
 log-likelihood estimated by annealed importance sampling (Salakhutdinov & Murray 2008).
 
 Published (S&M 2008, 500 hidden units, AIS estimate): about -125 nats per test digit
-for CD-1, about -86 nats for CD-25. Ours: not yet run on real MNIST; only the
-:smoke variant (digits) has run, in the tests.
+for CD-1, about -86 nats for CD-25.
+Ours, CD-1 (default config, 50 epochs, seed 0): -128.6 nats per test digit (AIS, 14,500
+linear betas x 100 chains: +-3 std band -128.69 .. -128.48), pseudo-log-likelihood
+-48.2, reconstruction error 0.0119; 329 s wall (274 s training) on 2 cores of an AMD
+EPYC CPU, JAX 0.10.2, shared with a test run. CD-25 and PCD: not run yet.
 
 Command:  python -m experiments.rbm --config.data.manual_dir=../shared/data
           python -m experiments.rbm --config=experiments/rbm.py:cd25 --config.data.manual_dir=...
