@@ -5,9 +5,12 @@
         [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
 """
 
+import ctypes
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 from typing import Any, Callable
 
@@ -41,6 +44,38 @@ def setup_jax() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+PEER_LOST_EXIT = 70  # EX_SOFTWARE: this process was ended because the run broke elsewhere
+_CHILD = "DEEPLEARN_RUN_CHILD"
+
+
+def _die_with_parent() -> None:
+  """In the child: Linux sends it SIGKILL when the supervising parent dies (kill -9)."""
+  try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  except OSError:
+    pass
+
+
+def supervise(num_processes: int, process_id: int) -> int:
+  """Runs this same command as a child process and waits for it.
+
+  When one process of a multi-process run dies, the collectives of the others abort
+  in native code (gloo) or are ended by the coordination service, with messages from
+  C++. The parent turns that into one line. SIGTERM and SIGINT go to the child.
+  """
+  child = subprocess.Popen([sys.executable, *sys.orig_argv[1:]],
+                           env=dict(os.environ, **{_CHILD: "1"}), preexec_fn=_die_with_parent)
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+  code = child.wait()
+  if code < 0:
+    fail(f"process {process_id} of {num_processes} was ended by "
+         f"{signal.Signals(-code).name}: another process of the run died or a collective "
+         f"failed (see above); restart all {num_processes} processes with the same "
+         "command to resume", PEER_LOST_EXIT)
+  return code
+
+
 def fail(message: str, code: int) -> None:
   print(f"error: {message}", file=sys.stderr)
   sys.exit(code)
@@ -54,6 +89,8 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
   def main(argv):
     if len(argv) > 1:
       fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
+    if (FLAGS.num_processes or 1) > 1 and _CHILD not in os.environ:
+      sys.exit(supervise(FLAGS.num_processes, FLAGS.process_id))
     setup_jax()
     # Libraries log through absl (Orbax: every save step); ours through the root logger.
     logging.getLogger("absl").setLevel(logging.WARNING)
