@@ -9,7 +9,7 @@ renamed `<step>.damaged` (never deleted) once an older one restores.
 
 import logging
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +120,15 @@ class Checkpointer:
       raise WorkdirError(f"no checkpoint in {self.directory} can be restored "
                          f"(step {damaged[0][0]}: {damaged[0][1]}); nothing was changed")
     return None, None
+
+  def restore_or(self, target: Any, fresh: Callable[[], Any]) -> tuple[int, Any]:
+    """(step, state) of the newest intact checkpoint, or (0, fresh()) when there is none.
+    Also what a NaN rollback goes back to."""
+    step, state = self.restore(target)
+    if state is None:
+      return 0, fresh()
+    logging.info("resuming from step %d in %s", step, self.directory)
+    return step, state
 
   def _set_aside(self, step: int, why: str) -> None:
     path = os.path.join(self.directory, str(step))

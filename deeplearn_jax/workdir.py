@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from deeplearn_jax.checkpoint import Checkpointer, has_checkpoints
 from deeplearn_jax.config_utils import flatten, to_dict
 from deeplearn_jax.errors import WorkdirError
 
@@ -70,3 +71,12 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, has_checkpoint: boo
                          f"{' ...' if len(diff) > 4 else ''}); use another --workdir")
   if jax.process_index() == 0:
     atomic_write_json(path, new)
+
+
+def open_run(workdir: str, config: ml_collections.ConfigDict) -> Checkpointer:
+  """Checks the workdir, refuses a run of another config, writes config.json, and
+  returns the run's checkpointer. Every trainer starts its run folder here."""
+  check_writable(workdir)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  prepare(workdir, config, has_checkpoint=has_checkpoints(ckpt_dir))
+  return Checkpointer(ckpt_dir, keep=config.keep_checkpoints)

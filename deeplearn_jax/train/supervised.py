@@ -19,7 +19,7 @@ import numpy as np
 
 from deeplearn_jax import data, metrics, models, parallel
 from deeplearn_jax import workdir as workdir_lib
-from deeplearn_jax.checkpoint import Checkpointer, abstract_like, has_checkpoints
+from deeplearn_jax.checkpoint import abstract_like
 from deeplearn_jax.config_utils import steps_from, train_length
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
@@ -97,15 +97,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return run(config, workdir).results
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
-  """train_and_evaluate, also returning the final state, model and data."""
-  # -- validate everything before touching the workdir
+def checked_inputs(config: ml_collections.ConfigDict):
+  """The checks and data every trainer needs before it touches the workdir:
+  returns (mesh, dataset, steps per epoch, total steps)."""
   mesh = parallel.make_mesh(config.mesh)
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   nan_guard.validate(config)
   ds = data.load(config.data)
-  steps_per_epoch, total_steps = train_length(config, len(ds.train))
+  return (mesh, ds, *train_length(config, len(ds.train)))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
+  """train_and_evaluate, also returning the final state, model and data."""
+  # -- validate everything before touching the workdir
+  mesh, ds, steps_per_epoch, total_steps = checked_inputs(config)
   eval_every = steps_from(config, "eval_every", steps_per_epoch)
   ckpt_every = steps_from(config, "checkpoint_every", steps_per_epoch)
   model = models.create(config.model, ds.num_classes, config.dtype)
@@ -120,20 +126,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   target = abstract_like(abstract, shardings)
 
   # -- workdir: check, compare with an existing run, resume
-  workdir_lib.check_writable(workdir)
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  workdir_lib.prepare(workdir, config, has_checkpoint=has_checkpoints(ckpt_dir))
-  ckpt = Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
-
-  def restore_or_init() -> tuple[int, TrainState]:
-    """The newest intact checkpoint, or a fresh state (created already sharded)."""
-    step, restored = ckpt.restore(target)
-    return (step, restored) if restored is not None else (
-        0, jax.jit(init, out_shardings=shardings)())
-
-  start_step, state = restore_or_init()
-  if start_step:
-    logging.info("resuming from step %d in %s", start_step, workdir)
+  ckpt = workdir_lib.open_run(workdir, config)
+  fresh = lambda: jax.jit(init, out_shardings=shardings)()  # born sharded
+  start_step, state = ckpt.restore_or(target, fresh)
   logging.info("%s on %s: %d params, %d steps (%d/epoch), global batch %d over mesh %s",
                config.model.name, ds.name, num_params(state.params), total_steps,
                steps_per_epoch, config.batch_size, dict(mesh.shape))
@@ -169,7 +164,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
     if not roll_back:
       return False
     ckpt.wait()
-    back, restored = restore_or_init()
+    back, restored = ckpt.restore_or(target, fresh)
     state = guard.after_rollback(restored, state)
     step, batches, pending = back, batches_from(back), []
     writer.rewind(back)

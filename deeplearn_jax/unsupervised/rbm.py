@@ -30,8 +30,8 @@ import numpy as np
 
 from deeplearn_jax import data, metrics, parallel
 from deeplearn_jax import workdir as workdir_lib
-from deeplearn_jax.checkpoint import Checkpointer, abstract_like, has_checkpoints
-from deeplearn_jax.config_utils import steps_from, train_length
+from deeplearn_jax.checkpoint import abstract_like
+from deeplearn_jax.config_utils import steps_from
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models import rbm, rbm_partition
 from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
@@ -220,13 +220,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   """train_and_evaluate, also returning the final state and the data."""
   # -- validate everything before touching the workdir
-  mesh = parallel.make_mesh(config.mesh)
-  parallel.check_batch_size(config.batch_size, mesh)
-  parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
-  nan_guard.validate(config)
   _validate(config)
-  ds = data.load(config.data)
-  steps_per_epoch, total_steps = train_length(config, len(ds.train))
+  mesh, ds, steps_per_epoch, total_steps = supervised.checked_inputs(config)
   visible_mean = pixel_means(ds)
   init = make_init(config, visible_mean)
   abstract = jax.eval_shape(init)
@@ -239,19 +234,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   exact = min(num_visible, num_hidden) <= config.eval.exact_max_units
 
   # -- workdir: check, compare with an existing run, resume
-  workdir_lib.check_writable(workdir)
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  workdir_lib.prepare(workdir, config, has_checkpoint=has_checkpoints(ckpt_dir))
-  ckpt = Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
-
-  def restore_or_init() -> tuple[int, RBMState]:
-    step, restored = ckpt.restore(target)
-    return (step, restored) if restored is not None else (
-        0, jax.jit(init, out_shardings=shardings)())
-
-  step, state = restore_or_init()
-  if step:
-    logging.info("resuming from step %d in %s", step, workdir)
+  ckpt = workdir_lib.open_run(workdir, config)
+  fresh = lambda: jax.jit(init, out_shardings=shardings)()  # born sharded
+  step, state = ckpt.restore_or(target, fresh)
   r = config.rbm
   name = f"{'PCD' if r.pcd else 'CD'}-{r.cd_k}"
   logging.info("RBM %d-%d (%s) on %s: %d steps (%d/epoch), global batch %d over mesh %s",
@@ -289,7 +274,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
     state, roll_back = guard.check(state)
     if roll_back:
       ckpt.wait()
-      step, restored = restore_or_init()
+      step, restored = ckpt.restore_or(target, fresh)
       state, batches, pending = guard.after_rollback(restored, state), batches_from(step), []
       writer.rewind(step)
     return roll_back
