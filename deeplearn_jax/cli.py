@@ -105,9 +105,7 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
         fail(_last_line(e), 2)
       workdir = FLAGS.workdir or workdir_lib.default(name)
       results = train_fn(config, workdir)
-    except UserError as e:
-      fail(str(e), e.exit_code)
-    except (TrainingDiverged, Preempted) as e:
+    except (UserError, TrainingDiverged, Preempted) as e:
       fail(str(e), e.exit_code)
     if jax.process_index() == 0:
       print(json.dumps({"workdir": os.path.abspath(workdir), **results}, indent=1))

@@ -25,6 +25,7 @@ class MetricsWriter:
     self.workdir = workdir
     self._tb = None
     self._bar = None
+    self._file = None
     if not self.active:
       return
     self.rewind(resume_step)
@@ -41,7 +42,7 @@ class MetricsWriter:
     """On resume or rollback, drop lines past `step`: they are logged again."""
     if not self.active or not os.path.exists(self.path):
       return
-    if getattr(self, "_file", None) is not None:
+    if self._file is not None:
       self._file.flush()
     with open(self.path, encoding="utf-8") as f:
       lines = [l for l in f if l.strip()]
@@ -56,7 +57,7 @@ class MetricsWriter:
     with open(tmp, "w", encoding="utf-8") as f:
       f.writelines(keep)
     os.replace(tmp, self.path)
-    if getattr(self, "_file", None) is not None:  # reopen: the old handle is the old file
+    if self._file is not None:  # reopen: the old handle is the old file
       self._file.close()
       self._file = open(self.path, "a", encoding="utf-8")
 
@@ -86,6 +87,12 @@ class MetricsWriter:
       self._bar.close()
     self._file.close()
     self._tb.close()
+
+
+def host_mean(pending: list[dict[str, Any]]) -> dict[str, float]:
+  """Per-metric means of a list of per-step metric dicts (fetched from the devices once)."""
+  stacked = jax.device_get(pending)
+  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
 def _to_python(v: Any) -> Any:

@@ -14,11 +14,12 @@ from deeplearn_jax.checkpoint import Checkpointer, has_checkpoints
 from deeplearn_jax.config_utils import flatten, to_dict
 from deeplearn_jax.errors import WorkdirError
 
-# Keys that may change between a run and its resumption: durations and logging.
-RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_steps", "eval_every_steps",
-             "eval_every_epochs", "checkpoint_every_steps", "checkpoint_every_epochs",
-             "keep_checkpoints", "progress", "data.manual_dir", "data.tfds_data_dir",
-             "data.num_threads", "nan_", "eval.")  # eval.*: measures after training
+# Key prefixes that may change between a run and its resumption: durations, periods,
+# logging, data locations, the NaN policy, and eval.* (measures taken after training).
+RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_steps",
+             "eval_every_steps", "eval_every_epochs", "checkpoint_every_steps",
+             "checkpoint_every_epochs", "keep_checkpoints", "progress", "data.manual_dir",
+             "data.tfds_data_dir", "data.num_threads", "nan_", "eval.")
 
 
 def default(name: str) -> str:

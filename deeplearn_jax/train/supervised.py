@@ -15,7 +15,6 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 
 from deeplearn_jax import data, metrics, models, parallel
 from deeplearn_jax import workdir as workdir_lib
@@ -79,9 +78,19 @@ def make_smoke(c: ml_collections.ConfigDict, steps: int = 60) -> None:
   c.progress = False
 
 
-def _mean(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
-  stacked = jax.device_get(pending)
-  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+def eval_means(step_fn, split, config: ml_collections.ConfigDict, ds: data.Dataset,
+               mesh) -> dict[str, float]:
+  """Means over every example of `split`. step_fn(global_batch, batch_index) returns
+  sums over the batch's real (mask=1) rows and their `count`."""
+  sums = None
+  for i, b in enumerate(data.eval_batches(split, global_batch=config.eval_batch_size,
+                                          transform=ds.transform,
+                                          num_threads=config.data.num_threads)):
+    out = step_fn(parallel.global_batch(b, mesh), i)
+    sums = out if sums is None else jax.tree.map(lambda a, c: a + c, sums, out)
+  sums = jax.device_get(sums)
+  count = float(sums.pop("count"))
+  return {k: float(v) / count for k, v in sums.items()}
 
 
 @dataclasses.dataclass
@@ -137,14 +146,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   eval_step = jax.jit(make_eval_step(model, ds.num_classes))
 
   def evaluate(split) -> dict[str, float]:
-    sums = None
-    for b in data.eval_batches(split, global_batch=config.eval_batch_size,
-                               transform=ds.transform, num_threads=config.data.num_threads):
-      out = eval_step(state, parallel.global_batch(b, mesh))
-      sums = out if sums is None else jax.tree.map(lambda a, c: a + c, sums, out)
-    sums = jax.device_get(sums)
-    count = float(sums.pop("count"))
-    return {k: float(v) / count for k, v in sums.items()}
+    return eval_means(lambda batch, _: eval_step(state, batch), split, config, ds, mesh)
 
   writer = metrics.MetricsWriter(workdir, resume_step=start_step, total_steps=total_steps,
                                  progress=config.progress, desc=config.model.name)
@@ -193,7 +195,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
       if done % log_every == 0 or done == total_steps:
         if check_finite():
           continue
-        last_train = _mean(pending)
+        last_train = metrics.host_mean(pending)
         pending = []
         elapsed = time.perf_counter() - steady_start - paused
         eps = steady_steps * config.batch_size / elapsed if steady_steps and elapsed > 0 else 0.0

@@ -247,12 +247,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
 
   def evaluate(params: rbm.Params) -> dict[str, float]:
     """Test-split means; with an exact log Z also the exact log-likelihood."""
-    batches = data.eval_batches(ds.test, global_batch=config.eval_batch_size,
-                                transform=ds.transform, num_threads=config.data.num_threads)
-    sums = [_eval_sums(params, parallel.global_batch(b, mesh), jax.random.fold_in(eval_key, i))
-            for i, b in enumerate(batches)]
-    sums = jax.device_get(jax.tree.map(lambda *x: sum(x), *sums))
-    out = {k: float(v) / float(sums["count"]) for k, v in sums.items() if k != "count"}
+    out = supervised.eval_means(
+        lambda batch, i: _eval_sums(params, batch, jax.random.fold_in(eval_key, i)),
+        ds.test, config, ds, mesh)
     if exact:
       out["log_z_exact"] = float(_log_z_exact(params))
       out["log_likelihood_exact"] = -out["free_energy"] - out["log_z_exact"]
@@ -292,7 +289,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
       if step % log_every == 0 or step == total_steps:
         if rolled_back():
           continue
-        train = jax.tree.map(lambda *x: float(np.mean(x)), *jax.device_get(pending))
+        train = metrics.host_mean(pending)
         pending = []
         writer.write(step, "train", {**train, "epoch": step / steps_per_epoch})
         writer.progress(step, recon=train["reconstruction_error"],
