@@ -7,8 +7,10 @@ overwritten bytes; the checksum catches those. A damaged newest checkpoint is
 renamed `<step>.damaged` (never deleted) once an older one restores.
 """
 
+import json
 import logging
 import os
+import shutil
 from typing import Any, Callable
 
 import jax
@@ -170,6 +172,45 @@ def _os_cause(e: BaseException) -> str:
 def _first_line(e: BaseException) -> str:
   text = str(e).strip().split(" See full TensorStore details")[0]
   return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def save_params(path: str, params: Any) -> None:
+  """Saves a standalone parameter tree (e.g. a DBN's pre-trained stack) with its
+  checksum, for other runs to start from (`config.init_from`). Written beside `path`
+  and renamed into place, so `path` is either complete or absent."""
+  path = os.path.abspath(path)
+  tmp = f"{path}.tmp"
+  checksum = [int(v) for v in jax.device_get(fingerprint(params))]
+  try:
+    if jax.process_index() == 0 and os.path.exists(tmp):
+      shutil.rmtree(tmp)
+    with ocp.StandardCheckpointer() as saver:
+      saver.save(os.path.join(tmp, "params"), params)
+    if jax.process_index() == 0:
+      with open(os.path.join(tmp, "integrity.json"), "w", encoding="utf-8") as f:
+        json.dump({"fingerprint": checksum}, f)
+      os.replace(tmp, path)
+  except OSError as e:
+    raise WorkdirError(f"cannot save parameters to {path} ({_os_cause(e)})") from e
+
+
+def load_params(path: str) -> Any:
+  """A tree saved by `save_params`, as numpy arrays, after checking its checksum."""
+  path = os.path.abspath(path)
+  try:
+    with open(os.path.join(path, "integrity.json"), encoding="utf-8") as f:
+      expected = json.load(f)["fingerprint"]
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    with ocp.StandardCheckpointer() as reader:
+      meta = reader.metadata(os.path.join(path, "params")).item_metadata
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                            meta)
+      params = reader.restore(os.path.join(path, "params"), target)
+  except Exception as e:  # missing files, foreign folders and damaged data alike
+    raise WorkdirError(f"cannot load parameters from {path}: {_first_line(e)}") from e
+  if [int(v) for v in jax.device_get(fingerprint(params))] != expected:
+    raise WorkdirError(f"parameters in {path} do not match the checksum written with them")
+  return jax.device_get(params)
 
 
 def abstract_like(tree: Any, shardings: Any) -> Any:

@@ -83,8 +83,11 @@ def fail(message: str, code: int) -> None:
 
 def run(config_file: str, name: str, train_fn: TrainFn) -> None:
   """Defines --config (defaulting to the experiment's own file) and runs train_fn."""
-  config_flags.DEFINE_config_file("config", config_file, "experiment config file[:variant]",
-                                  lock_config=True)
+  try:  # with no --config, the default file and its overrides load here
+    config_flags.DEFINE_config_file("config", config_file, "experiment config file[:variant]",
+                                    lock_config=True)
+  except (KeyError, AttributeError) as e:
+    _unknown_key(e, sys.argv)
 
   def main(argv):
     if len(argv) > 1:
@@ -117,13 +120,18 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """absl's parsing, with every failure (unknown key, wrong type, bad variant) as one line."""
   try:
     return FLAGS(argv)
-  except (KeyError, AttributeError) as e:  # ml_collections: an override of an unknown key
-    key = str(e).strip("\"' ")
-    where = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
-    fail(f"unknown config key {where[0][2:] if where else key}", 2)
+  except (KeyError, AttributeError) as e:
+    _unknown_key(e, argv)
   except Exception as e:
     fail(_last_line(e), 2)
   return []
+
+
+def _unknown_key(e: BaseException, argv: list[str]) -> None:
+  """ml_collections' error for an override of an unknown key, as one line."""
+  key = str(e).strip("\"' ")
+  where = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
+  fail(f"unknown config key {where[0][2:] if where else key}", 2)
 
 
 def _last_line(e: BaseException) -> str:

@@ -15,11 +15,13 @@ from deeplearn_jax.config_utils import flatten, to_dict
 from deeplearn_jax.errors import WorkdirError
 
 # Key prefixes that may change between a run and its resumption: durations, periods,
-# logging, data locations, the NaN policy, and eval.* (measures taken after training).
+# logging, data locations and readers, the NaN policy, and how the model is evaluated
+# (eval.*, test_time_flip: measures taken on the trained state).
 RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_steps",
-             "eval_every_steps", "eval_every_epochs", "checkpoint_every_steps",
-             "checkpoint_every_epochs", "keep_checkpoints", "progress", "data.manual_dir",
-             "data.tfds_data_dir", "data.num_threads", "nan_", "eval.")
+             "log_layer_grad_norms", "eval_every_steps", "eval_every_epochs",
+             "checkpoint_every_steps", "checkpoint_every_epochs", "keep_checkpoints",
+             "progress", "data.manual_dir", "data.tfds_data_dir", "data.num_threads",
+             "data.num_workers", "nan_", "eval.", "test_time_flip")
 
 
 def default(name: str) -> str:
@@ -64,8 +66,10 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, has_checkpoint: boo
       raise WorkdirError(f"{path} is unreadable ({e}); move the workdir away or pick "
                          "another --workdir") from e
     a, b = flatten(old), flatten(new)
-    diff = sorted(k for k in set(a) | set(b)
-                  if a.get(k) != b.get(k) and not k.startswith(RESUMABLE))
+    # Keys in one config only come from another version of the code (configs are
+    # locked), with their defaults: they do not make the run another run.
+    diff = sorted(k for k in set(a) & set(b)
+                  if a[k] != b[k] and not k.startswith(RESUMABLE))
     if diff and has_checkpoint:
       shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:4])
       raise WorkdirError(f"workdir {workdir} holds a checkpoint of another config ({shown}"

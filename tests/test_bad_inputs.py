@@ -63,6 +63,7 @@ BAD_FLAGS = [
     (["--config=experiments/lenet.py:bogus"], "unknown variant 'bogus'"),
     (["--config=experiments/nofile.py"], "nofile.py"),
     (["--config.optimizer.name=lbfgs"], "optimizer.name must be one of"),
+    (["--config.init_from=/no/such/stack"], "cannot load parameters from /no/such/stack"),
 ]
 
 
@@ -73,6 +74,14 @@ def test_bad_flags_give_one_line(flags, message, tmp_path):
                f"--workdir={wd}"], tmp_path)
   _assert_clean_error(proc, message)
   assert not wd.exists()
+
+
+def test_unknown_key_without_a_config_flag(tmp_path):
+  # With no --config the default file loads while the flag is defined: same one line.
+  proc = _run(["experiments.lenet", "--config.nosuch=1", f"--workdir={tmp_path / 'r'}"],
+              tmp_path)
+  _assert_clean_error(proc, "unknown config key config.nosuch")
+  assert proc.returncode == 2
 
 
 def test_batch_not_divisible_by_the_devices(tmp_path):

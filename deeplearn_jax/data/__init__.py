@@ -12,12 +12,16 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
-from deeplearn_jax.data import embedded, tfds_sources
-from deeplearn_jax.data.pipeline import ArraySplit, Batch, Split, eval_batches, train_batches
+from deeplearn_jax.data import augment as augment_lib
+from deeplearn_jax.data import embedded, imagenet, tfds_sources
+from deeplearn_jax.data.pipeline import (ArraySplit, Batch, RandomTransform, Split, eval_batches,
+                                        train_batches)
 from deeplearn_jax.errors import DataError
 
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10,  # through TFDS
-               "digits": 10, "xor": 2, "and": 2, "or": 2}        # embedded
+               "imagenet2012": 1000,                             # TFDS, read per batch
+               "digits": 10, "xor": 2, "and": 2, "or": 2,        # embedded
+               "mock_images": 10}
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10")
 NAMES = tuple(NUM_CLASSES)
 
@@ -29,6 +33,8 @@ class Dataset:
   test: Split
   num_classes: int
   transform: Callable[[Batch], Batch]  # raw rows -> model-ready float32 batch
+  # Training rows only: (raw rows, rng) -> batch, e.g. random crops (None: transform).
+  train_transform: RandomTransform | None = None
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -75,8 +81,12 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   name = config.name
   if name not in NAMES:
     raise DataError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+  if name == "imagenet2012":  # JPEGs read and decoded batch by batch, never all in memory
+    train, test, transform, train_transform = imagenet.load(config)
+    return Dataset(name, train, test, NUM_CLASSES[name], transform, train_transform)
   if name not in TFDS_NAMES:
-    splits = embedded.digits() if name == "digits" else embedded.truth_table(name)
+    splits = (embedded.digits() if name == "digits" else embedded.mock_images()
+              if name == "mock_images" else embedded.truth_table(name))
   else:
     data_dir = config.get("tfds_data_dir") or tfds_sources.default_data_dir()
     manual = tfds_sources.manual_dir_from(config.get("manual_dir", ""))
@@ -89,8 +99,26 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     if s["input"].ndim == 4:
       s["input"] = _resize(s["input"], size)
   transform = _make_transform(config.get("normalize", "unit"), splits["train"]["input"])
+  augment = augment_lib.make(config.get("augment", "none"), int(config.get("augment_pad", 0)))
   return Dataset(name, ArraySplit(splits["train"]), ArraySplit(splits["test"]), NUM_CLASSES[name],
-                 transform)
+                 transform, None if augment is None else AugmentThen(augment, transform))
 
 
-__all__ = ["Dataset", "load", "train_batches", "eval_batches", "ArraySplit", "NAMES"]
+class AugmentThen:
+  """train_transform: random augmentation of the raw rows, then the usual transform."""
+
+  def __init__(self, augment: RandomTransform, transform: Callable[[Batch], Batch]):
+    self.augment, self.transform = augment, transform
+
+  def __call__(self, rows: Batch, rng: np.random.Generator) -> Batch:
+    return self.transform(self.augment(rows, rng))
+
+
+def from_arrays(name: str, train: Batch, test: Batch, num_classes: int) -> Dataset:
+  """A dataset of arrays computed in memory (e.g. a trained layer's features), fed to
+  the model as they are."""
+  return Dataset(name, ArraySplit(train), ArraySplit(test), num_classes,
+                 _make_transform("none", train["input"]))
+
+
+__all__ = ["Dataset", "load", "from_arrays", "train_batches", "eval_batches", "ArraySplit", "NAMES"]

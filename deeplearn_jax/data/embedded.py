@@ -27,3 +27,19 @@ def digits() -> dict[str, dict[str, np.ndarray]]:
   test = np.arange(len(labels)) % 5 == 0
   return {"train": {"input": images[~test], "label": labels[~test]},
           "test": {"input": images[test], "label": labels[test]}}
+
+
+def mock_images(num_classes: int = 10, size: int = 32, num_train: int = 640,
+                num_test: int = 160, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+  """Seeded synthetic RGB images for smoke runs: each class a smooth random pattern,
+  each image its class's pattern plus noise, so a model can learn them in seconds."""
+  rng = np.random.default_rng(seed)
+  coarse = rng.normal(size=(num_classes, 4, 4, 3))
+  patterns = np.repeat(np.repeat(coarse, size // 4, axis=1), size // 4, axis=2)
+
+  def split(n):
+    labels = rng.integers(0, num_classes, size=n).astype(np.int32)
+    x = patterns[labels] + rng.normal(scale=1.0, size=(n, size, size, 3))
+    return {"input": np.clip(128 + 40 * x, 0, 255).astype(np.uint8), "label": labels}
+
+  return {"train": split(num_train), "test": split(num_test)}

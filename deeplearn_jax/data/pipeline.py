@@ -12,8 +12,10 @@ from typing import Callable, Iterator, Protocol
 import grain
 import jax
 import numpy as np
+from absl import flags
 
 Batch = dict[str, np.ndarray]
+RandomTransform = Callable[[Batch, np.random.Generator], Batch]
 
 
 class Split(Protocol):
@@ -39,10 +41,60 @@ def _read_options(num_threads: int) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2, 2 * num_threads))
 
 
+def _iterate(ds: grain.MapDataset, num_threads: int, num_workers: int) -> Iterator[Batch]:
+  """num_workers > 0: batches made in that many processes, each with num_threads threads;
+  the batches and their order do not change. The processes are spawned: `ds` (split and
+  transforms included) must pickle, and a script needs `if __name__ == "__main__":`."""
+  it = ds.to_iter_dataset(_read_options(num_threads))
+  if num_workers > 0:
+    if not flags.FLAGS.is_parsed():
+      # grain 0.2 reads its absl flags when the workers start, which fails in programs
+      # that do not parse flags (tests, notebooks): google/grain#1355.
+      flags.FLAGS.mark_as_parsed()
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return iter(it)
+
+
+# What is mapped over index batches: classes rather than closures, so that worker
+# processes receive just the split and the transform (the class pickles by reference).
+class _Load:
+  def __init__(self, split: Split, transform: Callable[[Batch], Batch]):
+    self.split, self.transform = split, transform
+
+  def __call__(self, idx: np.ndarray) -> Batch:
+    return self.transform(self.split.gather(idx))
+
+
+class _RandomLoad:
+  def __init__(self, split: Split, transform: RandomTransform):
+    self.split, self.transform = split, transform
+
+  def __call__(self, idx: np.ndarray, rng: np.random.Generator) -> Batch:
+    return self.transform(self.split.gather(idx), rng)
+
+
+class _PaddedLoad:
+  """Indices >= n (padding of the last batch) read row n-1 and get mask 0."""
+
+  def __init__(self, split: Split, transform: Callable[[Batch], Batch]):
+    self.split, self.transform = split, transform
+
+  def __call__(self, idx: np.ndarray) -> Batch:
+    n = len(self.split)
+    batch = self.transform(self.split.gather(np.minimum(idx, n - 1)))
+    batch["mask"] = (idx < n).astype(np.float32)
+    return batch
+
+
 def train_batches(split: Split, *, seed: int, global_batch: int, start_step: int,
-                  end_step: int, transform: Callable[[Batch], Batch],
-                  num_threads: int = 2) -> Iterator[Batch]:
-  """This process's rows of global batches start_step .. end_step-1."""
+                  end_step: int, transform: Callable[[Batch], Batch], num_threads: int = 2,
+                  train_transform: RandomTransform | None = None,
+                  num_workers: int = 0) -> Iterator[Batch]:
+  """This process's rows of global batches start_step .. end_step-1.
+
+  train_transform(raw rows, rng), when given, replaces transform (random augmentation):
+  its numpy Generator is derived from (seed, step), so a resumed run draws the same.
+  num_workers > 0 makes batches in worker processes (e.g. JPEG decoding): same batches."""
   n = len(split)
   if global_batch > n:
     raise ValueError(f"batch_size {global_batch} exceeds the {n} training examples")
@@ -50,21 +102,19 @@ def train_batches(split: Split, *, seed: int, global_batch: int, start_step: int
   epochs = math.ceil(end_step * global_batch / n) + 1
   ds = grain.MapDataset.range(n).shuffle(seed=seed).repeat(epochs)
   ds = ds[me::procs].batch(global_batch // procs, drop_remainder=True)
-  ds = ds[start_step:end_step].map(lambda idx: transform(split.gather(idx)))
-  return iter(ds.to_iter_dataset(_read_options(num_threads)))
+  if train_transform is None:
+    ds = ds.map(_Load(split, transform))
+  else:  # before slicing, so that step s always gets the same generator
+    ds = ds.random_map(_RandomLoad(split, train_transform), seed=seed)
+  ds = ds[start_step:end_step]
+  return _iterate(ds, num_threads, num_workers)
 
 
 def eval_batches(split: Split, *, global_batch: int, transform: Callable[[Batch], Batch],
-                 num_threads: int = 2) -> Iterator[Batch]:
+                 num_threads: int = 2, num_workers: int = 0) -> Iterator[Batch]:
   """Every example once, in order; the last batch is padded and `mask` marks real rows."""
   n = len(split)
   procs, me = jax.process_count(), jax.process_index()
   padded = math.ceil(n / global_batch) * global_batch
-
-  def load(idx: np.ndarray) -> Batch:
-    batch = transform(split.gather(np.minimum(idx, n - 1)))
-    batch["mask"] = (idx < n).astype(np.float32)
-    return batch
-
-  ds = grain.MapDataset.range(padded)[me::procs].batch(global_batch // procs).map(load)
-  return iter(ds.to_iter_dataset(_read_options(num_threads)))
+  ds = grain.MapDataset.range(padded)[me::procs].batch(global_batch // procs)
+  return _iterate(ds.map(_PaddedLoad(split, transform)), num_threads, num_workers)

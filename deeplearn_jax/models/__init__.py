@@ -1,5 +1,6 @@
-"""Model families by name. `create(config.model, num_classes)` is how trainers build one,
-so a trainer never names a model and an experiment picks it with `model.name`."""
+"""Model families by name. `create(config.model, num_classes, dtype)` is how trainers build
+one, so a trainer never names a model and an experiment picks it with `model.name`; the
+other keys of config.model are the family's fields."""
 
 import ml_collections
 
@@ -19,9 +20,9 @@ def create(config: ml_collections.ConfigDict, num_classes: int, dtype: str = "fl
     cls = REGISTRY[config.name]
   except KeyError:
     raise UserError(f"unknown model {config.name!r}; known: {', '.join(REGISTRY)}") from None
-  if isinstance(kwargs.get("hidden"), list):
-    kwargs["hidden"] = tuple(kwargs["hidden"])
+  # Sequences come back from config.json as lists; flax fields must be hashable.
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
   try:
     return cls(num_classes=num_classes, dtype=dtype, **kwargs)
-  except TypeError as e:
+  except (TypeError, ValueError) as e:
     raise UserError(f"config.model for {config.name}: {e}") from None

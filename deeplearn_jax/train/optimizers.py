@@ -16,6 +16,11 @@ def _kernels_only(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
+def _name(path) -> str:
+  """'Block_0/Conv_1/kernel' for a parameter's tree path."""
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
 def schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
              total_steps: int) -> optax.Schedule:
   lr = cfg.learning_rate
@@ -62,7 +67,15 @@ def create(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
   if cfg.weight_decay > 0 and name != "adamw":
     # Coupled decay (added to the gradient, as in SGD's classic weight decay).
     chain.append(optax.add_decayed_weights(cfg.weight_decay, mask=_kernels_only))
-  return optax.chain(*chain, opt), lr
+  tx = optax.chain(*chain, opt)
+  if cfg.frozen:
+    # Parameters whose path contains one of these names are never updated.
+    def labels(params):
+      return jax.tree_util.tree_map_with_path(
+          lambda path, _: "frozen" if any(f in _name(path) for f in cfg.frozen) else "trained",
+          params)
+    tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+  return tx, lr
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -80,4 +93,6 @@ def default_config() -> ml_collections.ConfigDict:
       decay_epochs=(),            # step schedule: epochs at which lr *= decay_factor
       decay_factor=0.1,
       end_learning_rate_factor=0.0,  # cosine/linear: final lr as a fraction of the peak
+      frozen=(),                  # never updated: parameters whose path (e.g. whiten/kernel)
+                                  # contains one of these
   ))

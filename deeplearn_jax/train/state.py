@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from deeplearn_jax.checkpoint import load_params
+from deeplearn_jax.errors import UserError
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -40,3 +43,39 @@ def make_init(model: nn.Module, tx: optax.GradientTransformation, input_shape, s
 
 def num_params(params: Any) -> int:
   return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def load_pretrained(path: str, abstract_params: Any) -> Any:
+  """Reads a tree saved by `checkpoint.save_params` and checks that each of its leaves
+  names a parameter of the model with the same shape. Returns the model's full tree
+  with the pre-trained leaves as numpy arrays and None where init keeps its own."""
+  flat = {jax.tree_util.keystr(k): v for k, v in
+          jax.tree_util.tree_flatten_with_path(load_params(path))[0]}
+  if not flat:
+    raise UserError(f"config.init_from {path} holds no parameters")
+
+  def pick(key_path, leaf):
+    name = jax.tree_util.keystr(key_path)
+    value = flat.pop(name, None)
+    if value is not None and value.shape != leaf.shape:
+      raise UserError(f"config.init_from {path}: {name} has shape {value.shape}, the "
+                      f"model's is {leaf.shape}")
+    return value
+
+  merged = jax.tree_util.tree_map_with_path(pick, abstract_params)
+  if flat:
+    raise UserError(f"config.init_from {path}: the model has no parameter "
+                    f"{', '.join(sorted(flat)[:3])}")
+  return merged
+
+
+def with_pretrained(state: TrainState, pretrained: Any,
+                    tx: optax.GradientTransformation) -> TrainState:
+  """`state` with the pre-trained leaves put in place (on each leaf's own sharding) and
+  the optimizer state started afresh for them."""
+  params = jax.tree.map(lambda new, old: old if new is None else
+                        jax.device_put(new.astype(old.dtype), old.sharding),
+                        pretrained, state.params, is_leaf=lambda x: x is None)
+  opt_shardings = jax.tree.map(lambda x: x.sharding, state.opt_state)
+  return state.replace(params=params,
+                       opt_state=jax.jit(tx.init, out_shardings=opt_shardings)(params))

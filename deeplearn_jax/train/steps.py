@@ -17,11 +17,28 @@ def _variables(state: TrainState, params):
   return v
 
 
+def kernel_grad_norms(grads) -> dict[str, jax.Array]:
+  """The L2 norm of the gradient of every weight matrix or filter (biases and batch-norm
+  parameters left out), keyed by its module path, e.g. 'Dense_0' or 'block/conv'."""
+  out = {}
+  for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]:
+    if g.ndim > 1:
+      name = "/".join(str(getattr(k, "key", k)) for k in path[:-1])
+      # Scaled by the largest entry: squares of vanished gradients (< 1e-19) underflow.
+      g = g.astype(jnp.float32)
+      scale = jnp.max(jnp.abs(g))
+      scale = jnp.where(scale > 0, scale, 1.0)
+      out[name] = scale * jnp.sqrt(jnp.sum(jnp.square(g / scale)))
+  return out
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict):
-  """config: the experiment config (reads l1, l2, max_norm, label_smoothing)."""
+  """config: the experiment config (reads l1, l2, max_norm, label_smoothing, and
+  log_layer_grad_norms: add each kernel's gradient norm as `grad_norm/<module>`)."""
   l1, l2, limit = config.l1, config.l2, config.max_norm
   smoothing = config.get("label_smoothing", 0.0)
+  log_grad_norms = config.get("log_layer_grad_norms", False)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -53,16 +70,22 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     new_state = nan_guard.guarded_update(state, updated, ok)
     metrics = {"loss": ce, "total_loss": total, "finite": ok.astype(jnp.float32),
                "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
+    if log_grad_norms:
+      metrics.update({f"grad_norm/{k}": v for k, v in kernel_grad_norms(grads).items()})
     return new_state, metrics
 
   return train_step
 
 
-def make_eval_step(model: nn.Module, num_classes: int):
-  """Returns sums over the real (mask=1) rows; the host divides by `count`."""
+def make_eval_step(model: nn.Module, num_classes: int, flip: bool = False):
+  """Returns sums over the real (mask=1) rows; the host divides by `count`. flip: the
+  logits are the mean over each image and its horizontal mirror."""
 
   def eval_step(state: TrainState, batch):
-    logits = model.apply(_variables(state, state.params), batch["input"], train=False)
+    apply = lambda x: model.apply(_variables(state, state.params), x, train=False)
+    logits = apply(batch["input"])
+    if flip:
+      logits = 0.5 * (logits + apply(batch["input"][:, :, ::-1]))
     mask = batch["mask"]
     out = {"loss": jnp.sum(losses.cross_entropy(logits, batch["label"]) * mask),
            "accuracy": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),

@@ -8,6 +8,7 @@ logging/eval/checkpoints, and writes results.json and curves.png.
 """
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -24,7 +25,8 @@ from deeplearn_jax.errors import UserError
 from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
 from deeplearn_jax.train import optimizers
 from deeplearn_jax.train import nan_guard
-from deeplearn_jax.train.state import TrainState, make_init, num_params
+from deeplearn_jax.train.state import (TrainState, load_pretrained, make_init, num_params,
+                                       with_pretrained)
 from deeplearn_jax.train.steps import make_eval_step, make_train_step
 
 
@@ -38,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_train_steps = -1          # ... or in steps (wins when > 0)
   c.min_train_steps = 0           # floor on the length, so tiny datasets get enough updates
   c.log_every_steps = 50
+  c.log_layer_grad_norms = False  # also log each kernel's gradient norm (grad_norm/<module>)
   c.eval_every_steps = -1         # periodic evaluation on the test split ...
   c.eval_every_epochs = 1.0       # ... or every this many epochs (-1: only at the end)
   c.checkpoint_every_steps = -1   # checkpoint period in steps ...
@@ -47,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.l2 = 0.0                      # L2 penalty on weights, added to the loss
   c.max_norm = 0.0                # max-norm constraint on each unit's weights (0 = off)
   c.label_smoothing = 0.0
+  c.test_time_flip = False        # evaluate on the mean logits of each image and its mirror
   c.nan_policy = "stop"           # stop | skip | rollback: see deeplearn_jax/train/nan_guard.py
   c.nan_lr_factor = 0.5           # rollback: learning rate multiplier per rollback
   c.nan_max_rollbacks = 3
@@ -60,9 +64,15 @@ def base_config() -> ml_collections.ConfigDict:
       tfds_data_dir="",           # where TFDS keeps prepared data ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
       image_size=0,               # resize images to this square size once at load (0 = native)
       normalize="unit",           # unit ([0, 1]) | standardize (per-channel mean/std) | none
+      augment="none",             # training images: none | flip | flip_translate
+      augment_pad=2,              # flip_translate: shifts of up to this many pixels
       num_threads=2,              # grain prefetch threads
+      num_workers=0,              # grain worker processes making batches (JPEG decoding); 0 = threads only
   ))
   c.model = ml_collections.ConfigDict(dict(name="mlp"))
+  # Start from parameters saved by checkpoint.save_params (e.g. a DBN's pre-trained
+  # stack): their leaves replace the model's of the same name; the rest init as usual.
+  c.init_from = ""
   c.optimizer = optimizers.default_config()
   return c
 
@@ -85,7 +95,8 @@ def eval_means(step_fn, split, config: ml_collections.ConfigDict, ds: data.Datas
   sums = None
   for i, b in enumerate(data.eval_batches(split, global_batch=config.eval_batch_size,
                                           transform=ds.transform,
-                                          num_threads=config.data.num_threads)):
+                                          num_threads=config.data.num_threads,
+                                          num_workers=config.data.get("num_workers", 0))):
     out = step_fn(parallel.global_batch(b, mesh), i)
     sums = out if sums is None else jax.tree.map(lambda a, c: a + c, sums, out)
   sums = jax.device_get(sums)
@@ -106,21 +117,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return run(config, workdir).results
 
 
-def checked_inputs(config: ml_collections.ConfigDict):
+def _previous_results(workdir: str) -> dict[str, Any]:
+  try:
+    with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return {}
+
+
+def checked_inputs(config: ml_collections.ConfigDict, dataset: data.Dataset | None = None):
   """The checks and data every trainer needs before it touches the workdir:
-  returns (mesh, dataset, steps per epoch, total steps)."""
+  returns (mesh, dataset, steps per epoch, total steps). `dataset` replaces the one
+  config.data names (e.g. features computed by an earlier stage)."""
   mesh = parallel.make_mesh(config.mesh)
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   nan_guard.validate(config)
-  ds = data.load(config.data)
+  ds = dataset or data.load(config.data)
   return (mesh, ds, *train_length(config, len(ds.train)))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
-  """train_and_evaluate, also returning the final state, model and data."""
+def run(config: ml_collections.ConfigDict, workdir: str,
+        dataset: data.Dataset | None = None) -> Outcome:
+  """train_and_evaluate, also returning the final state, model and data. `dataset`, when
+  given, replaces loading config.data's (an experiment that has loaded it already)."""
   # -- validate everything before touching the workdir
-  mesh, ds, steps_per_epoch, total_steps = checked_inputs(config)
+  mesh, ds, steps_per_epoch, total_steps = checked_inputs(config, dataset)
   eval_every = steps_from(config, "eval_every", steps_per_epoch)
   ckpt_every = steps_from(config, "checkpoint_every", steps_per_epoch)
   model = models.create(config.model, ds.num_classes, config.dtype)
@@ -133,17 +155,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
                     f"{ds.input_shape}: {str(e).splitlines()[0]}") from e
   shardings = parallel.param_sharding(abstract, mesh)
   target = abstract_like(abstract, shardings)
+  pretrained = config.init_from and load_pretrained(config.init_from, abstract.params)
 
   # -- workdir: check, compare with an existing run, resume
   ckpt = workdir_lib.open_run(workdir, config)
-  fresh = lambda: jax.jit(init, out_shardings=shardings)()  # born sharded
+
+  def fresh() -> TrainState:
+    state = jax.jit(init, out_shardings=shardings)()  # born sharded
+    return with_pretrained(state, pretrained, tx) if pretrained else state
+
   start_step, state = ckpt.restore_or(target, fresh)
   logging.info("%s on %s: %d params, %d steps (%d/epoch), global batch %d over mesh %s",
                config.model.name, ds.name, num_params(state.params), total_steps,
                steps_per_epoch, config.batch_size, dict(mesh.shape))
 
   train_step = jax.jit(make_train_step(model, tx, config), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(model, ds.num_classes))
+  eval_step = jax.jit(make_eval_step(model, ds.num_classes, config.test_time_flip))
 
   def evaluate(split) -> dict[str, float]:
     return eval_means(lambda batch, _: eval_step(state, batch), split, config, ds, mesh)
@@ -154,7 +181,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   def batches_from(step: int):
     return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
                               start_step=step, end_step=total_steps, transform=ds.transform,
-                              num_threads=config.data.num_threads)
+                              num_threads=config.data.num_threads,
+                              num_workers=config.data.get("num_workers", 0),
+                              train_transform=ds.train_transform)
 
   batches = batches_from(start_step)
   guard = nan_guard.NanGuard(config, ckpt)
@@ -230,10 +259,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
     writer.close()
     ckpt.close()
 
-  if not last_train and jax.process_index() == 0:  # resumed a finished run: reuse its log
+  steady = (t_end - steady_start - paused) if steady_start else 0.0
+  timing = {"train_seconds": t_end - t0,
+            "examples_per_second": steady_steps * config.batch_size / steady if steady else None}
+  if start_step == total_steps and jax.process_index() == 0:
+    # A finished run found again: its log and its first results keep the training figures.
     last_train = next((r for r in reversed(metrics.read_metrics(workdir))
                        if r["split"] == "train"), {})
-  steady = (t_end - steady_start - paused) if steady_start else 0.0
+    timing = {k: _previous_results(workdir).get(k, v) for k, v in timing.items()}
   results = {
       "test_accuracy": test["accuracy"],
       "test_error": 1.0 - test["accuracy"],
@@ -241,8 +274,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
       "final_train_loss": last_train.get("loss", float("nan")),
       "steps": total_steps,
       "num_params": num_params(state.params),
-      "train_seconds": t_end - t0,
-      "examples_per_second": steady_steps * config.batch_size / steady if steady > 0 else None,
+      **timing,
   }
   if "top5_accuracy" in test:
     results["test_top5_accuracy"] = test["top5_accuracy"]

@@ -40,7 +40,8 @@ from deeplearn_jax.train.state import num_params
 from deeplearn_jax.unsupervised import pictures
 
 # Keys of the supervised config that mean nothing to an RBM (it has its own update).
-SUPERVISED_ONLY = ("model", "optimizer", "l1", "l2", "max_norm", "label_smoothing", "dtype")
+SUPERVISED_ONLY = ("model", "optimizer", "l1", "l2", "max_norm", "label_smoothing", "dtype",
+                   "init_from", "test_time_flip", "log_layer_grad_norms")
 SAMPLE_STARTS = ("test", "random")
 # Independent streams, all derived from config.seed.
 _STREAMS = ("init", "chains", "train", "eval", "ais", "samples")
@@ -69,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
   ))
   c.eval = ml_collections.ConfigDict(dict(
       ais_num_betas=10000,        # AIS: intermediate distributions, betas linear in [0, 1]
+                                  # (0: no AIS, e.g. for a DBN's upper layers)
       ais_num_chains=100,         # AIS: independent runs (their spread gives the +-3 std bounds)
       exact_max_units=20,         # also compute log Z exactly when the smaller layer is this small
       num_filters=100,            # hidden units drawn in filters.png
@@ -110,13 +112,15 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   r, e = config.rbm, config.eval
   minimum = {"rbm.num_hidden": (r.num_hidden, 1), "rbm.cd_k": (r.cd_k, 1),
              "rbm.num_chains": (r.num_chains, 1), "rbm.learning_rate": (r.learning_rate, 0),
-             "rbm.weight_decay": (r.weight_decay, 0), "eval.ais_num_betas": (e.ais_num_betas, 2),
+             "rbm.weight_decay": (r.weight_decay, 0), "eval.ais_num_betas": (e.ais_num_betas, 0),
              "eval.ais_num_chains": (e.ais_num_chains, 2), "eval.num_filters": (e.num_filters, 0),
              "eval.num_samples": (e.num_samples, 0),
              "eval.sample_gibbs_steps": (e.sample_gibbs_steps, 1)}
   for name, (value, least) in minimum.items():
     if value < least:
       raise UserError(f"config.{name} must be at least {least}, got {value}")
+  if e.ais_num_betas == 1:
+    raise UserError("config.eval.ais_num_betas must be 0 (no AIS) or at least 2, got 1")
   if e.exact_max_units > rbm_partition.MAX_EXACT_UNITS:
     raise UserError(f"config.eval.exact_max_units must be at most "
                     f"{rbm_partition.MAX_EXACT_UNITS}, got {e.exact_max_units}")
@@ -217,11 +221,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return run(config, workdir).results
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
-  """train_and_evaluate, also returning the final state and the data."""
+def run(config: ml_collections.ConfigDict, workdir: str,
+        dataset: data.Dataset | None = None) -> Outcome:
+  """train_and_evaluate, also returning the final state and the data. `dataset`
+  replaces config.data's (a DBN feeds each RBM the hidden activations of the last)."""
   # -- validate everything before touching the workdir
   _validate(config)
-  mesh, ds, steps_per_epoch, total_steps = supervised.checked_inputs(config)
+  mesh, ds, steps_per_epoch, total_steps = supervised.checked_inputs(config, dataset)
   visible_mean = pixel_means(ds)
   init = make_init(config, visible_mean)
   abstract = jax.eval_shape(init)
@@ -258,7 +264,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
   def batches_from(first: int):
     return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
                               start_step=first, end_step=total_steps, transform=ds.transform,
-                              num_threads=config.data.num_threads)
+                              num_threads=config.data.num_threads,
+                              train_transform=ds.train_transform)
 
   writer = metrics.MetricsWriter(workdir, resume_step=step, total_steps=total_steps,
                                  progress=config.progress, desc=f"rbm {name}")
@@ -310,15 +317,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Outcome:
     train_seconds = time.perf_counter() - t0
     ckpt.save(total_steps, state)
     test = evaluate(state.params)
-    ais = jax.device_get(_ais(state.params, stream_key(config.seed, "ais"),
-                              rbm.base_rate_bias(visible_mean),
-                              num_betas=config.eval.ais_num_betas,
-                              num_chains=config.eval.ais_num_chains))
-    ais = {k.replace("log_z", "log_z_ais"): float(v) for k, v in ais.items()}
-    neg_f = -test["free_energy"]
-    ais.update(log_likelihood_ais=neg_f - ais["log_z_ais"],
-               log_likelihood_ais_lower=neg_f - ais["log_z_ais_upper"],
-               log_likelihood_ais_upper=neg_f - ais["log_z_ais_lower"])
+    ais = {}
+    if config.eval.ais_num_betas:
+      ais = jax.device_get(_ais(state.params, stream_key(config.seed, "ais"),
+                                rbm.base_rate_bias(visible_mean),
+                                num_betas=config.eval.ais_num_betas,
+                                num_chains=config.eval.ais_num_chains))
+      ais = {k.replace("log_z", "log_z_ais"): float(v) for k, v in ais.items()}
+      neg_f = -test["free_energy"]
+      ais.update(log_likelihood_ais=neg_f - ais["log_z_ais"],
+                 log_likelihood_ais_lower=neg_f - ais["log_z_ais_upper"],
+                 log_likelihood_ais_upper=neg_f - ais["log_z_ais_lower"])
     writer.write(total_steps, "test", {**test, **ais})
 
   results = {
