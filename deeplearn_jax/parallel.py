@@ -1,8 +1,12 @@
-"""The one mesh builder, multi-host start-up, and global batches from per-host data.
+"""The one mesh builder, multi-host start-up, global batches from per-host data, and the
+sharding rules of the train state.
 
 The same code runs on 1 CPU, N fake CPU devices, one GPU and a multi-host TPU slice:
-the batch is split over the ('data', 'fsdp') axes and parameters are replicated
-(rules for sharding parameters over 'fsdp'/'model' plug in through `param_sharding`).
+the batch is split over the ('data', 'fsdp') axes. With 'fsdp' of 1 (the default) the
+state is replicated: pure data parallel. With 'fsdp' > 1 every large leaf of the state
+(parameters, optimizer moments, batch statistics) is split over 'fsdp' (fully sharded
+data parallel), see `param_sharding`. jit's GSPMD partitioner adds the all-gathers and
+reduce-scatters, so models and step functions do not change.
 """
 
 import logging
@@ -17,6 +21,9 @@ from deeplearn_jax.errors import UserError
 
 AXES = ("data", "fsdp", "model")
 BATCH_AXES = ("data", "fsdp")
+# Leaves with fewer elements stay replicated under fsdp: biases, BN scales and scalars
+# save little memory split and would each cost a collective.
+FSDP_MIN_SIZE = 2**14
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -100,5 +107,24 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
 
 
 def param_sharding(abstract_tree: Any, mesh: Mesh) -> Any:
-  """Shardings for parameters and optimizer state: replicated (pure data parallel)."""
-  return jax.tree.map(lambda _: replicated(mesh), abstract_tree)
+  """Shardings for a whole abstract train state (params, optimizer state, batch stats).
+
+  With a mesh 'fsdp' axis of n > 1, a leaf of at least FSDP_MIN_SIZE elements is split
+  over 'fsdp' along its largest dimension divisible by n (the first such on a tie), and
+  replicated over the other axes. Everything else, and every leaf when n is 1, is
+  replicated. Optimizer moments have their parameter's shape, so they split alike.
+  """
+  n = mesh.shape["fsdp"]
+
+  def rule(leaf) -> NamedSharding:
+    shape = tuple(getattr(leaf, "shape", ()))
+    if n == 1 or int(np.prod(shape)) < FSDP_MIN_SIZE:
+      return replicated(mesh)
+    dims = [i for i, d in enumerate(shape) if d % n == 0]
+    if not dims:
+      return replicated(mesh)
+    spec = [None] * len(shape)
+    spec[max(dims, key=lambda i: shape[i])] = "fsdp"
+    return NamedSharding(mesh, P(*spec))
+
+  return jax.tree.map(rule, abstract_tree)

@@ -5,12 +5,24 @@ other keys of config.model are the family's fields."""
 import ml_collections
 
 from deeplearn_jax.errors import UserError
+from deeplearn_jax.models.alexnet import AlexNet
+from deeplearn_jax.models.fast_cifar import FastCifarNet
 from deeplearn_jax.models.lenet import LeNet5
 from deeplearn_jax.models.mlp import MLP
+from deeplearn_jax.models.mobilenet import MobileNetV1
+from deeplearn_jax.models.resnet import CifarResNet, ResNet18, ResNet34, ResNet50, ResNet101
 
 REGISTRY = {
     "mlp": MLP,
     "lenet5": LeNet5,
+    "alexnet": AlexNet,
+    "resnet18": ResNet18,
+    "resnet34": ResNet34,
+    "resnet50": ResNet50,
+    "resnet101": ResNet101,
+    "cifar_resnet": CifarResNet,
+    "mobilenet_v1": MobileNetV1,
+    "fast_cifar": FastCifarNet,
 }
 
 

@@ -1,0 +1,133 @@
+r"""Training throughput of a CNN on synthetic data: images/s, FLOPs per image, FLOP/s
+reached and model-FLOPs utilisation against the device's peak.
+
+    python benchmarks/cnn_throughput.py --model=resnet50 --image_size=224 --batch=256 \
+        --dtype=bfloat16                                         # on a GPU
+    python benchmarks/cnn_throughput.py --model=resnet50 --batch=8 --steps=3   # CPU, tiny
+    python benchmarks/cnn_throughput.py --model=fast_cifar --image_size=32 --batch=512 \
+        --widths=32,128,128                                      # the :cifar10 recipe's net
+
+It times the trainer's own jitted step (steps.make_train_step: forward, backward,
+optimizer update, SGD with Nesterov momentum; the state donated) on one device, on
+random inputs and labels already on the device, so no input pipeline is measured.
+FLOPs per image are XLA's count for the compiled training step (cost_analysis)
+divided by the batch; "model FLOPs" use the usual 3x the forward count. The peak is
+the device's nominal dense figure when known (--peak_tflops, or a table for H100/H200/
+A100), else the rate of a large float32 matmul measured here (a practical peak). Writes
+benchmarks/results/cnn_throughput_<model>_<device>.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
+
+from deeplearn_jax import models  # noqa: E402
+from deeplearn_jax.train import optimizers, supervised  # noqa: E402
+from deeplearn_jax.train.state import make_init, num_params  # noqa: E402
+from deeplearn_jax.train.steps import make_train_step  # noqa: E402
+
+# Nominal dense bf16 tensor-core peaks (TFLOP/s), from the vendors' data sheets (SXM).
+NOMINAL_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def _flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0))
+
+
+def matmul_peak(dtype: str, n: int = 4096, repeats: int = 10) -> float:
+  """FLOP/s of an n x n matmul on the default device (a practical peak)."""
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  t0 = time.perf_counter()
+  for _ in range(repeats):
+    out = f(a)
+  out.block_until_ready()
+  return 2 * n ** 3 * repeats / (time.perf_counter() - t0)
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--model", default="resnet50")
+  p.add_argument("--widths", default="", help="fast_cifar: comma-separated block widths")
+  p.add_argument("--image_size", type=int, default=224)
+  p.add_argument("--num_classes", type=int, default=1000)
+  p.add_argument("--batch", type=int, default=256)
+  p.add_argument("--dtype", default="bfloat16")
+  p.add_argument("--steps", type=int, default=20)
+  p.add_argument("--warmup", type=int, default=3)
+  p.add_argument("--peak_tflops", type=float, default=0.0)
+  p.add_argument("--out", default="")
+  args = p.parse_args()
+
+  model_cfg = ml_collections.ConfigDict({"name": args.model})
+  if args.widths:
+    model_cfg.widths = tuple(int(w) for w in args.widths.split(","))
+  model = models.create(model_cfg, args.num_classes, args.dtype)
+  config = supervised.base_config()
+  config.optimizer.name = "nesterov"
+  tx, _ = optimizers.create(config.optimizer, 1000, 100000)
+  shape = (args.image_size, args.image_size, 3)
+  state = jax.jit(make_init(model, tx, shape, seed=0))()
+  step = jax.jit(make_train_step(model, tx, config), donate_argnums=0)
+  key = jax.random.PRNGKey(1)
+  batch = {"input": jax.random.normal(key, (args.batch, *shape), jnp.float32),
+           "label": jax.random.randint(key, (args.batch,), 0, args.num_classes)}
+  compiled = step.lower(state, batch).compile()
+  forward = jax.jit(lambda s, x: model.apply(
+      {"params": s.params, **({"batch_stats": s.batch_stats} if s.batch_stats else {})}, x))
+  forward_flops = _flops(forward.lower(state, batch["input"]).compile())
+
+  for _ in range(args.warmup):
+    state, m = step(state, batch)
+  jax.block_until_ready(m)
+  t0 = time.perf_counter()
+  for _ in range(args.steps):
+    state, m = step(state, batch)
+  jax.block_until_ready(m)
+  seconds = (time.perf_counter() - t0) / args.steps
+
+  device = jax.devices()[0]
+  kind = device.device_kind
+  nominal = args.peak_tflops * 1e12 or next(
+      (v * 1e12 for k, v in NOMINAL_BF16_TFLOPS.items() if k in kind), 0.0)
+  peak_source = "nominal" if nominal else f"measured {args.dtype} 4096^2 matmul"
+  peak = nominal or matmul_peak(args.dtype)
+  step_flops = _flops(compiled)
+  model_flops = 3 * forward_flops
+  result = {
+      "model": args.model, "widths": args.widths, "image_size": args.image_size,
+      "batch": args.batch, "dtype": args.dtype, "num_params": num_params(state.params),
+      "device": kind, "platform": device.platform, "host_cores": os.cpu_count(),
+      "jax": jax.__version__, "host": platform.processor() or platform.machine(),
+      "images_per_second": args.batch / seconds, "step_seconds": seconds,
+      "xla_flops_per_image": step_flops / args.batch,
+      "model_flops_per_image": model_flops / args.batch,
+      "achieved_tflops": step_flops / seconds / 1e12,
+      "peak_tflops": peak / 1e12, "peak_source": peak_source,
+      "mfu": model_flops / seconds / peak,
+      "load_average": os.getloadavg()[0],
+  }
+  out = args.out or os.path.join("benchmarks", "results",
+                                 f"cnn_throughput_{args.model}_{device.platform}.json")
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=2)
+  print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+  main()
