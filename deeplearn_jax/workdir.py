@@ -40,6 +40,16 @@ def atomic_write_json(path: str, obj: Any) -> None:
     raise WorkdirError(f"cannot write {path} ({e.strerror or e})") from e
 
 
+def previous_results(workdir: str) -> dict[str, Any]:
+  """The run's results.json, or {} when there is none (yet) or it is unreadable."""
+  try:
+    with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
+      old = json.load(f)
+    return old if isinstance(old, dict) else {}
+  except (OSError, ValueError):
+    return {}
+
+
 def check_writable(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)

@@ -15,6 +15,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
+def override(config, **overrides):
+  """config with `overrides` applied (dotted keys as 'optimizer.name'), locked again."""
+  config.unlock()
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  config.lock()
+  return config
+
+
 def cli_env(tmp_path, devices: int = 1) -> dict[str, str]:
   """Environment for running an experiment as a subprocess: CPU, `devices` fake devices,
   a private TFDS folder, the shared compilation cache."""

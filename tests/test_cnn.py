@@ -11,13 +11,15 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from deeplearn_jax import data, metrics, models, parallel
+from deeplearn_jax import data, models, parallel
 from deeplearn_jax.checkpoint import Checkpointer
 from deeplearn_jax.models.alexnet import local_response_norm
 from deeplearn_jax.models.mobilenet import LAYERS
 from deeplearn_jax.models.resnet import BasicBlock, BottleneckBlock
 from deeplearn_jax.train import supervised
 from deeplearn_jax.train.state import make_init, num_params
+from conftest import override
+from test_train import _train_losses
 
 
 def _model(name, num_classes=1000, dtype="float32", **fields):
@@ -282,18 +284,7 @@ def _config(model, steps, **overrides):
   supervised.make_smoke(c, steps=steps)
   c.log_every_steps = 2
   c.eval_every_epochs = -1
-  for key, value in overrides.items():
-    *path, last = key.split(".")
-    target = c
-    for p in path:
-      target = target[p]
-    target[last] = value
-  c.lock()
-  return c
-
-
-def _train_losses(workdir):
-  return [(r["step"], r["loss"]) for r in metrics.read_metrics(workdir) if r["split"] == "train"]
+  return override(c, **overrides)
 
 
 def test_fsdp_training_matches_data_parallel_and_one_device(tmp_path):

@@ -15,22 +15,14 @@ import pytest
 from deeplearn_jax import data, metrics, models
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models.mlp import MLP
+from conftest import override
 from experiments import optimizers as optimizers_exp
 from experiments import vanishing_gradients as vg
 
 
 def _smoke(module, **overrides):
   """The module's `:smoke` config with overrides; keys may be dotted ('grid.extra')."""
-  config = module.get_config("smoke")
-  config.unlock()
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  config.lock()
-  return config
+  return override(module.get_config("smoke"), **overrides)
 
 
 def _init_norms(name: str) -> list[float]:

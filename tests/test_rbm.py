@@ -233,3 +233,17 @@ def test_bad_config_is_refused_before_anything_is_written(tmp_path, overrides, m
   with pytest.raises(UserError, match=message):
     trainer.run(_smoke(experiment, "smoke", **overrides), str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("num_betas", [5, 1000, 14500])
+def test_ais_schedules_run_from_0_to_1(num_betas):
+  from deeplearn_jax.models.rbm_partition import ais_betas
+  for schedule in ("linear", "sm2008"):
+    betas = ais_betas(num_betas, schedule)
+    assert len(betas) == num_betas and betas[0] == 0.0 and betas[-1] == 1.0
+    assert np.all(np.diff(betas) > 0)
+  sm = ais_betas(14500, "sm2008")
+  # S&M 2008: 500 steps below 0.5, 4,000 in [0.5, 0.9), 10,000 from 0.9 on.
+  assert (sm < 0.5).sum() == 500 and ((sm >= 0.5) & (sm < 0.9)).sum() == 4000
+  with pytest.raises(ValueError, match="unknown AIS schedule"):
+    ais_betas(10, "geometric")

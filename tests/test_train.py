@@ -12,20 +12,12 @@ from deeplearn_jax import data, metrics
 from deeplearn_jax.checkpoint import Checkpointer
 from deeplearn_jax.errors import TrainingDiverged, UserError, WorkdirError
 from deeplearn_jax.train import supervised
+from conftest import override
 from experiments import lenet, mnist_dnn, perceptron_xor
 
 
 def _smoke(module=lenet, variant="smoke", **overrides):
-  config = module.get_config(variant)
-  config.unlock()
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  config.lock()
-  return config
+  return override(module.get_config(variant), **overrides)
 
 
 def _train_losses(workdir):

@@ -4,6 +4,7 @@ log-likelihood of data is mean(-F(v)) - log Z."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from deeplearn_jax.models.rbm import Params, bernoulli, free_energy
 
@@ -35,13 +36,34 @@ def log_partition_exact(params: Params, chunk_bits: int = 12) -> jax.Array:
   return jax.nn.logsumexp(jax.lax.map(chunk, jnp.arange(2 ** (n - low_bits))))
 
 
+AIS_SCHEDULES = ("linear", "sm2008")
+
+
+def ais_betas(num_betas: int, schedule: str = "sm2008") -> np.ndarray:
+  """Inverse temperatures from 0 to 1. 'sm2008': as Salakhutdinov & Murray 2008, equal
+  steps in [0, 0.5], [0.5, 0.9] and [0.9, 1] with 500 : 4,000 : 10,000 of them (most
+  where p_beta changes fastest); 'linear': equal steps throughout."""
+  if schedule == "linear":
+    return np.linspace(0.0, 1.0, num_betas)
+  if schedule != "sm2008":
+    raise ValueError(f"unknown AIS schedule {schedule!r}; known: {', '.join(AIS_SCHEDULES)}")
+  counts = np.maximum(1, np.round(np.array([500, 4000, 10000]) / 14500 * (num_betas - 1)))
+  counts[-1] = max(1, num_betas - 1 - counts[:-1].sum())
+  edges = [0.0, 0.5, 0.9, 1.0]
+  parts = [np.linspace(lo, hi, int(n), endpoint=False) for lo, hi, n in
+           zip(edges[:-1], edges[1:], counts)]
+  return np.concatenate([*parts, [1.0]])
+
+
 def ais_log_partition(params: Params, key: jax.Array, base_visible_bias: jax.Array, *,
-                      num_betas: int, num_chains: int) -> dict[str, jax.Array]:
+                      num_betas: int, num_chains: int,
+                      schedule: str = "sm2008") -> dict[str, jax.Array]:
   """Annealed importance sampling from a base-rate RBM A (W = 0, hidden biases 0,
   visible biases `base_visible_bias`, usually rbm.base_rate_bias of the data means)
   to this RBM B, through p_beta(v) ~ f_A(v)^(1 - beta) f_B(v)^beta with
   log f_beta(v) = (1 - beta) a_A.v + beta a.v + sum_j softplus(beta (b + vW)_j),
-  betas linear from 0 to 1 (`num_betas` of them, static), `num_chains` independent runs.
+  `num_betas` inverse temperatures from 0 to 1 (static; spaced by `schedule`, see
+  ais_betas), `num_chains` independent runs.
 
   Returns log_z = log Z_A + log mean(w), and log_z_lower / log_z_upper =
   log Z_A + log(mean(w) -+ 3 std(w) / sqrt(M)), the +-3 sigma band of S&M 2008
@@ -69,7 +91,7 @@ def ais_log_partition(params: Params, key: jax.Array, base_visible_bias: jax.Arr
 
   key_start, key_steps = jax.random.split(key)
   v0 = bernoulli(key_start, jnp.broadcast_to(jax.nn.sigmoid(a_base), (num_chains, a.shape[0])))
-  betas = jnp.linspace(0.0, 1.0, num_betas, dtype=jnp.float32)
+  betas = jnp.asarray(ais_betas(num_betas, schedule), jnp.float32)
   steps = (betas[:-1], betas[1:], jax.random.split(key_steps, num_betas - 1))
   (_, log_w), _ = jax.lax.scan(body, (v0, jnp.zeros((num_chains,), jnp.float32)), steps)
 

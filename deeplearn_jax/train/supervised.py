@@ -8,7 +8,6 @@ logging/eval/checkpoints, and writes results.json and curves.png.
 """
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -115,14 +114,6 @@ class Outcome:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) in workdir and returns the figures of results.json."""
   return run(config, workdir).results
-
-
-def _previous_results(workdir: str) -> dict[str, Any]:
-  try:
-    with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return {}
 
 
 def checked_inputs(config: ml_collections.ConfigDict, dataset: data.Dataset | None = None):
@@ -266,7 +257,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     # A finished run found again: its log and its first results keep the training figures.
     last_train = next((r for r in reversed(metrics.read_metrics(workdir))
                        if r["split"] == "train"), {})
-    timing = {k: _previous_results(workdir).get(k, v) for k, v in timing.items()}
+    timing = {k: workdir_lib.previous_results(workdir).get(k, v) for k, v in timing.items()}
   results = {
       "test_accuracy": test["accuracy"],
       "test_error": 1.0 - test["accuracy"],

@@ -72,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
       ais_num_betas=10000,        # AIS: intermediate distributions, betas linear in [0, 1]
                                   # (0: no AIS, e.g. for a DBN's upper layers)
       ais_num_chains=100,         # AIS: independent runs (their spread gives the +-3 std bounds)
+      ais_schedule="sm2008",      # AIS betas: sm2008 (denser near 1, as S&M 2008) | linear
       exact_max_units=20,         # also compute log Z exactly when the smaller layer is this small
       num_filters=100,            # hidden units drawn in filters.png
       num_samples=100,            # chains drawn in samples.png
@@ -124,6 +125,9 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   if e.exact_max_units > rbm_partition.MAX_EXACT_UNITS:
     raise UserError(f"config.eval.exact_max_units must be at most "
                     f"{rbm_partition.MAX_EXACT_UNITS}, got {e.exact_max_units}")
+  if e.ais_schedule not in rbm_partition.AIS_SCHEDULES:
+    raise UserError(f"config.eval.ais_schedule must be one of "
+                    f"{', '.join(rbm_partition.AIS_SCHEDULES)}, got {e.ais_schedule!r}")
   if e.sample_start not in SAMPLE_STARTS:
     raise UserError(f"config.eval.sample_start must be one of {', '.join(SAMPLE_STARTS)}, "
                     f"got {e.sample_start!r}")
@@ -200,7 +204,8 @@ def _eval_sums(params: rbm.Params, batch, key: jax.Array) -> dict[str, jax.Array
 
 
 _log_z_exact = jax.jit(rbm_partition.log_partition_exact)
-_ais = jax.jit(rbm_partition.ais_log_partition, static_argnames=("num_betas", "num_chains"))
+_ais = jax.jit(rbm_partition.ais_log_partition,
+               static_argnames=("num_betas", "num_chains", "schedule"))
 
 
 @functools.partial(jax.jit, static_argnames="num_steps")
@@ -243,6 +248,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   ckpt = workdir_lib.open_run(workdir, config)
   fresh = lambda: jax.jit(init, out_shardings=shardings)()  # born sharded
   step, state = ckpt.restore_or(target, fresh)
+  finished_before = step == total_steps
   r = config.rbm
   name = f"{'PCD' if r.pcd else 'CD'}-{r.cd_k}"
   logging.info("RBM %d-%d (%s) on %s: %d steps (%d/epoch), global batch %d over mesh %s",
@@ -322,7 +328,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       ais = jax.device_get(_ais(state.params, stream_key(config.seed, "ais"),
                                 rbm.base_rate_bias(visible_mean),
                                 num_betas=config.eval.ais_num_betas,
-                                num_chains=config.eval.ais_num_chains))
+                                num_chains=config.eval.ais_num_chains,
+                                schedule=config.eval.ais_schedule))
       ais = {k.replace("log_z", "log_z_ais"): float(v) for k, v in ais.items()}
       neg_f = -test["free_energy"]
       ais.update(log_likelihood_ais=neg_f - ais["log_z_ais"],
@@ -339,6 +346,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       "num_params": num_params(state.params),
       "train_seconds": train_seconds,
   }
+  if finished_before:  # a finished run found again: the session that trained it timed it
+    results["train_seconds"] = workdir_lib.previous_results(workdir).get(
+        "train_seconds", train_seconds)
   if exact:
     results["test_log_likelihood_exact"] = test["log_likelihood_exact"]
     results["log_z_exact"] = test["log_z_exact"]
