@@ -22,7 +22,19 @@ error, one net); MobileNet v1 70.6% top-1.
 Ours on ImageNet: NOT RUN. This machine has no ImageNet files and no accelerator; the
 ImageNet path is tested on TFDS mock data only.
 
-CIFAR-10 (:cifar10): see the README's results table for the measured run.
+CIFAR-10 (:cifar10), the real data, seed 0, 2 cores of an AMD EPYC CPU, JAX 0.10.2, float32:
+  fast_cifar at widths 32-128-128 (497,528 params; 174 MFLOP per training image by XLA's
+  count), batch 512, 10 epochs, Nesterov 0.85, learning rate 0.2 (2 warmup epochs, then
+  linear to 0), weight decay 5e-4, label smoothing 0.2, flips and 2-pixel translations,
+  test-time flips, the whitening layer computed from 5,000 training images and frozen:
+  test accuracy by epoch 46.9, 69.8, 78.5, 82.7, 84.3, 85.0, 86.6, 87.4, 88.3, 88.66%.
+  88.66% in 2,183 s wall (36 min; 2,145 s training, 245 images/s, 44 GFLOP/s: 23% of
+  the 192 GFLOP/s a 4096^2 float32 matmul reaches here). The 90%-in-60-minutes target
+  is NOT met yet: the remaining 24 minutes of budget are for more epochs or width.
+  Command: python -m experiments.imagenet_cnn --config=experiments/imagenet_cnn.py:cifar10
+           --config.data.manual_dir=../shared/data
+  Published: airbench94 (Jordan 2024) 94% in 2.59 s on one A100 (widths 64-256-256);
+  :cifar10_gpu is that width in bfloat16, checked on CPU only (no GPU was available).
 """
 
 import os

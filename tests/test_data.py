@@ -164,3 +164,18 @@ def test_prepare_cifar10_from_the_official_archive(shared_data, tfds_dir):
   # Per-channel pixel sums survive PNG encoding exactly (lossless) and TFDS's shuffle.
   assert np.array_equal(ours["input"].astype(np.int64).sum((0, 1, 2)),
                         images.astype(np.int64).sum((0, 1, 2)))
+
+
+def test_augmented_batches_are_the_same_with_worker_processes():
+  # Transforms must pickle for spawned workers; the (seed, step) generator must too.
+  ds = data.load(ml_collections.ConfigDict(dict(
+      name="digits", normalize="standardize", augment="flip_translate", augment_pad=1)))
+  runs = [list(data.train_batches(ds.train, seed=0, global_batch=32, start_step=2,
+                                  end_step=5, transform=ds.transform,
+                                  train_transform=ds.train_transform, num_workers=workers))
+          for workers in (0, 2)]
+  for a, b in zip(*runs):
+    np.testing.assert_array_equal(a["input"], b["input"])
+  plain = next(data.train_batches(ds.train, seed=0, global_batch=32, start_step=2,
+                                  end_step=3, transform=ds.transform))
+  assert not np.array_equal(plain["input"], runs[0][0]["input"])  # augmentation is on

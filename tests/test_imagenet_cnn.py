@@ -112,3 +112,22 @@ def test_imagenet_cnn_smoke_learns(tmp_path):
   for key in ("num_params", "test_accuracy", "test_top5_accuracy"):
     assert key in results
   assert results["test_accuracy"] > 0.5, results
+
+
+def test_train_steps_on_mock_imagenet(tmp_path):
+  """The ImageNet recipe end to end on TFDS mock data: random-resized crops, a ResNet
+  with batch norm, Nesterov with warmup, top-1 and top-5 (crops of 64 to stay fast)."""
+  import tensorflow_datasets as tfds
+
+  from conftest import override
+  config = override(imagenet_cnn.get_config("resnet18"), **{
+      "data.tfds_data_dir": str(tmp_path / "tfds"), "data.image_size": 64,
+      "model.name": "cifar_resnet", "dtype": "float32", "batch_size": 8,
+      "eval_batch_size": 8, "num_train_steps": 4, "log_every_steps": 1,
+      "checkpoint_every_steps": 2, "optimizer.warmup_steps": 2, "progress": False})
+  with config.unlocked():
+    config.model.depth, config.model.width = 8, 4
+  with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
+    results = imagenet_cnn.train_and_evaluate(config, str(tmp_path / "run"))
+  assert results["steps"] == 4 and np.isfinite(results["final_train_loss"])
+  assert 0.0 <= results["test_accuracy"] <= results["test_top5_accuracy"] <= 1.0

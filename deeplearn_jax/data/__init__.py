@@ -65,15 +65,23 @@ def _make_transform(kind: str, train_inputs: np.ndarray) -> Callable[[Batch], Ba
     axes = tuple(range(x.ndim - 1))
     mean, std = x.mean(axes).astype(np.float32), (x.std(axes) + 1e-6).astype(np.float32)
 
-  def transform(batch: Batch) -> Batch:
-    x = batch["input"].astype(np.float32) * np.float32(scale)
-    if kind == "binarize":
+  return Normalize(scale, mean, std, binarize=kind == "binarize")
+
+
+class Normalize:
+  """Raw rows -> float32 inputs: (x * scale [> 1/2 when binarizing] - mean) / std. A
+  class, not a closure, so that grain worker processes can pickle it."""
+
+  def __init__(self, scale: float, mean, std, binarize: bool):
+    self.scale, self.mean, self.std, self.binarize = np.float32(scale), mean, std, binarize
+
+  def __call__(self, batch: Batch) -> Batch:
+    x = batch["input"].astype(np.float32) * self.scale
+    if self.binarize:
       # Deterministic threshold at 1/2, the common binarisation of MNIST for RBMs
       # (the other one samples each pixel with its intensity as probability).
       x = (x > 0.5).astype(np.float32)
-    return {"input": (x - mean) / std, "label": batch["label"].astype(np.int32)}
-
-  return transform
+    return {"input": (x - self.mean) / self.std, "label": batch["label"].astype(np.int32)}
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:

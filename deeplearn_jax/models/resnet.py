@@ -49,14 +49,18 @@ def _shortcut(x, features: int, strides: int, kind: str, train: bool, dtype: str
   return batch_norm(train, dtype, name="proj_bn")(x)
 
 
-class BasicBlock(nn.Module):
-  """Two 3x3 convolutions (ResNet-18/34 and the CIFAR nets)."""
+class _Block(nn.Module):
+  """The fields every residual block has."""
 
   features: int
   strides: int = 1
   shortcut: str = "projection"
   zero_init_residual: bool = False
   dtype: str = "float32"
+
+
+class BasicBlock(_Block):
+  """Two 3x3 convolutions (ResNet-18/34 and the CIFAR nets)."""
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -68,16 +72,10 @@ class BasicBlock(nn.Module):
                                  self.dtype))
 
 
-class BottleneckBlock(nn.Module):
+class BottleneckBlock(_Block):
   """1x1 reduce, 3x3, 1x1 expand to 4x `features` (ResNet-50/101). The stride sits on
   the 3x3 convolution (torchvision's "v1.5"; the paper strides the first 1x1), which
   changes no parameter count and is ~0.5% more accurate."""
-
-  features: int
-  strides: int = 1
-  shortcut: str = "projection"
-  zero_init_residual: bool = False
-  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
