@@ -142,9 +142,7 @@ class Checkpointer:
 
   def read(self, step: int) -> Any:
     """One checkpoint's state as numpy arrays, whatever topology saved it (tools, tests)."""
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
-                          self.manager.item_metadata(step)["state"])
+    target = _on_this_device(self.manager.item_metadata(step)["state"])
     restored = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target)))
     return jax.device_get(restored.state)
@@ -200,17 +198,22 @@ def load_params(path: str) -> Any:
   try:
     with open(os.path.join(path, "integrity.json"), encoding="utf-8") as f:
       expected = json.load(f)["fingerprint"]
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     with ocp.StandardCheckpointer() as reader:
       meta = reader.metadata(os.path.join(path, "params")).item_metadata
-      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
-                            meta)
-      params = reader.restore(os.path.join(path, "params"), target)
+      params = reader.restore(os.path.join(path, "params"), _on_this_device(meta))
   except Exception as e:  # missing files, foreign folders and damaged data alike
     raise WorkdirError(f"cannot load parameters from {path}: {_first_line(e)}") from e
   if [int(v) for v in jax.device_get(fingerprint(params))] != expected:
     raise WorkdirError(f"parameters in {path} do not match the checksum written with them")
   return jax.device_get(params)
+
+
+def _on_this_device(metadata: Any) -> Any:
+  """A restore target for saved arrays on this process's first device, whatever
+  topology saved them."""
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                      metadata)
 
 
 def abstract_like(tree: Any, shardings: Any) -> Any:

@@ -181,10 +181,7 @@ def init_grad_norms(model, dataset: data.Dataset, config: ml_collections.ConfigD
   """Each layer's gradient norm (input layer first) of the cross-entropy at the run's
   initial parameters (same seed, same init) on the run's first training batch."""
   state = make_init(model, optax.identity(), dataset.input_shape, config.seed)()
-  batch = next(data.train_batches(dataset.train, seed=config.seed,
-                                  global_batch=config.batch_size, start_step=0, end_step=1,
-                                  transform=dataset.transform,
-                                  num_threads=config.data.num_threads))
+  batch = next(supervised.train_batches(config, dataset, 0, 1))
 
   def loss(params):
     # Training mode, as the first step sees it: batch norm uses the batch's statistics.

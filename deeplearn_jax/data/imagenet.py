@@ -72,8 +72,8 @@ def _open(image) -> PIL.Image.Image:
 def crop_resize(im: PIL.Image.Image, box: tuple[float, float, float, float],
                 size: int) -> np.ndarray:
   """The `box` (x0, y0, x1, y1, in pixels of the full image) of an opened, not yet
-  decoded image, resized to size x size RGB uint8. A JPEG is decoded at the smallest DCT scale that
-  keeps at least `size` pixels across the box."""
+  decoded image, resized to size x size RGB uint8. A JPEG is decoded at the smallest DCT
+  scale that keeps at least `size` pixels across the box."""
   width, height = im.size
   box_w, box_h = box[2] - box[0], box[3] - box[1]
   # draft() picks the largest reduction r in (8, 4, 2, 1) with r <= full // requested;

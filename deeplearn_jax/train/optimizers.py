@@ -6,6 +6,7 @@ import optax
 
 from deeplearn_jax.config_utils import steps_from
 from deeplearn_jax.errors import UserError
+from deeplearn_jax.train.state import path_name
 
 NAMES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "linear")
@@ -14,11 +15,6 @@ SCHEDULES = ("constant", "step", "cosine", "linear")
 def _kernels_only(params):
   """Weight decay and norm penalties act on weight matrices and filters, not biases or BN."""
   return jax.tree.map(lambda p: p.ndim > 1, params)
-
-
-def _name(path) -> str:
-  """'Block_0/Conv_1/kernel' for a parameter's tree path."""
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -72,7 +68,7 @@ def create(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
     # Parameters whose path contains one of these names are never updated.
     def labels(params):
       return jax.tree_util.tree_map_with_path(
-          lambda path, _: "frozen" if any(f in _name(path) for f in cfg.frozen) else "trained",
+          lambda path, _: "frozen" if any(f in path_name(path) for f in cfg.frozen) else "trained",
           params)
     tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
   return tx, lr

@@ -41,6 +41,11 @@ def make_init(model: nn.Module, tx: optax.GradientTransformation, input_shape, s
   return init
 
 
+def path_name(path) -> str:
+  """'Block_0/Conv_1/kernel' for a tree path of parameters (or of their gradients)."""
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
 def num_params(params: Any) -> int:
   return int(sum(x.size for x in jax.tree.leaves(params)))
 
@@ -49,13 +54,13 @@ def load_pretrained(path: str, abstract_params: Any) -> Any:
   """Reads a tree saved by `checkpoint.save_params` and checks that each of its leaves
   names a parameter of the model with the same shape. Returns the model's full tree
   with the pre-trained leaves as numpy arrays and None where init keeps its own."""
-  flat = {jax.tree_util.keystr(k): v for k, v in
+  flat = {path_name(k): v for k, v in
           jax.tree_util.tree_flatten_with_path(load_params(path))[0]}
   if not flat:
     raise UserError(f"config.init_from {path} holds no parameters")
 
   def pick(key_path, leaf):
-    name = jax.tree_util.keystr(key_path)
+    name = path_name(key_path)
     value = flat.pop(name, None)
     if value is not None and value.shape != leaf.shape:
       raise UserError(f"config.init_from {path}: {name} has shape {value.shape}, the "

@@ -7,7 +7,7 @@ import ml_collections
 import optax
 
 from deeplearn_jax.train import losses, nan_guard
-from deeplearn_jax.train.state import TrainState
+from deeplearn_jax.train.state import TrainState, path_name
 
 
 def _variables(state: TrainState, params):
@@ -23,7 +23,7 @@ def kernel_grad_norms(grads) -> dict[str, jax.Array]:
   out = {}
   for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]:
     if g.ndim > 1:
-      name = "/".join(str(getattr(k, "key", k)) for k in path[:-1])
+      name = path_name(path[:-1])
       # Scaled by the largest entry: squares of vanished gradients (< 1e-19) underflow.
       g = g.astype(jnp.float32)
       scale = jnp.max(jnp.abs(g))

@@ -66,7 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
       augment="none",             # training images: none | flip | flip_translate
       augment_pad=2,              # flip_translate: shifts of up to this many pixels
       num_threads=2,              # grain prefetch threads
-      num_workers=0,              # grain worker processes making batches (JPEG decoding); 0 = threads only
+      num_workers=0,              # grain worker processes making batches (JPEG decoding);
+                                  # 0 = threads only
   ))
   c.model = ml_collections.ConfigDict(dict(name="mlp"))
   # Start from parameters saved by checkpoint.save_params (e.g. a DBN's pre-trained
@@ -85,6 +86,17 @@ def make_smoke(c: ml_collections.ConfigDict, steps: int = 60) -> None:
   c.log_every_steps = 10
   c.checkpoint_every_steps = steps // 3
   c.progress = False
+
+
+def train_batches(config: ml_collections.ConfigDict, ds: data.Dataset, start_step: int,
+                  end_step: int):
+  """This process's training batches start_step .. end_step-1, as config sets them up;
+  every trainer reads its data through here (and a resume restarts it at its step)."""
+  return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
+                            start_step=start_step, end_step=end_step, transform=ds.transform,
+                            num_threads=config.data.num_threads,
+                            num_workers=config.data.get("num_workers", 0),
+                            train_transform=ds.train_transform)
 
 
 def eval_means(step_fn, split, config: ml_collections.ConfigDict, ds: data.Dataset,
@@ -146,14 +158,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                     f"{ds.input_shape}: {str(e).splitlines()[0]}") from e
   shardings = parallel.param_sharding(abstract, mesh)
   target = abstract_like(abstract, shardings)
-  pretrained = config.init_from and load_pretrained(config.init_from, abstract.params)
+  pretrained = load_pretrained(config.init_from, abstract.params) if config.init_from else None
 
   # -- workdir: check, compare with an existing run, resume
   ckpt = workdir_lib.open_run(workdir, config)
 
   def fresh() -> TrainState:
     state = jax.jit(init, out_shardings=shardings)()  # born sharded
-    return with_pretrained(state, pretrained, tx) if pretrained else state
+    return state if pretrained is None else with_pretrained(state, pretrained, tx)
 
   start_step, state = ckpt.restore_or(target, fresh)
   logging.info("%s on %s: %d params, %d steps (%d/epoch), global batch %d over mesh %s",
@@ -169,13 +181,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   writer = metrics.MetricsWriter(workdir, resume_step=start_step, total_steps=total_steps,
                                  progress=config.progress, desc=config.model.name)
 
-  def batches_from(step: int):
-    return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
-                              start_step=step, end_step=total_steps, transform=ds.transform,
-                              num_threads=config.data.num_threads,
-                              num_workers=config.data.get("num_workers", 0),
-                              train_transform=ds.train_transform)
-
+  batches_from = lambda step: train_batches(config, ds, step, total_steps)
   batches = batches_from(start_step)
   guard = nan_guard.NanGuard(config, ckpt)
 

@@ -267,11 +267,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       out["log_likelihood_exact"] = -out["free_energy"] - out["log_z_exact"]
     return out
 
-  def batches_from(first: int):
-    return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
-                              start_step=first, end_step=total_steps, transform=ds.transform,
-                              num_threads=config.data.num_threads,
-                              train_transform=ds.train_transform)
+  batches_from = lambda first: supervised.train_batches(config, ds, first, total_steps)
 
   writer = metrics.MetricsWriter(workdir, resume_step=step, total_steps=total_steps,
                                  progress=config.progress, desc=f"rbm {name}")
