@@ -63,6 +63,7 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--model", default="resnet50")
   p.add_argument("--widths", default="", help="fast_cifar: comma-separated block widths")
+  p.add_argument("--conv", default="", help="fast_cifar: lax | im2col")
   p.add_argument("--image_size", type=int, default=224)
   p.add_argument("--num_classes", type=int, default=1000)
   p.add_argument("--batch", type=int, default=256)
@@ -76,6 +77,8 @@ def main() -> None:
   model_cfg = ml_collections.ConfigDict({"name": args.model})
   if args.widths:
     model_cfg.widths = tuple(int(w) for w in args.widths.split(","))
+  if args.conv:
+    model_cfg.conv = args.conv
   model = models.create(model_cfg, args.num_classes, args.dtype)
   config = supervised.base_config()
   config.optimizer.name = "nesterov"
@@ -109,7 +112,7 @@ def main() -> None:
   step_flops = _flops(compiled)
   model_flops = 3 * forward_flops
   result = {
-      "model": args.model, "widths": args.widths, "image_size": args.image_size,
+      "model": args.model, "widths": args.widths, "conv": args.conv or "default", "image_size": args.image_size,
       "batch": args.batch, "dtype": args.dtype, "num_params": num_params(state.params),
       "device": kind, "platform": device.platform, "host_cores": os.cpu_count(),
       "jax": jax.__version__, "host": platform.processor() or platform.machine(),

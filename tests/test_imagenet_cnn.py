@@ -9,7 +9,7 @@ import pytest
 
 from deeplearn_jax import checkpoint, models
 from deeplearn_jax.data import augment
-from deeplearn_jax.errors import DataError
+from deeplearn_jax.errors import DataError, UserError
 from deeplearn_jax.models import fast_cifar
 from deeplearn_jax.train import optimizers
 from deeplearn_jax.train.state import make_init
@@ -71,6 +71,23 @@ def test_test_time_flip_averages_the_mirror():
   np.testing.assert_allclose(got, expected, rtol=1e-5)
   plain = make_eval_step(model, 10, flip=False)(state, batch)["loss"]
   assert abs(float(plain) - float(got)) > 1e-6
+
+
+def test_fast_cifar_im2col_convs_equal_xla_convs():
+  """The CPU-fast convolutions are the same function of the same parameters."""
+  make = lambda conv: models.create(
+      ml_collections.ConfigDict(dict(name="fast_cifar", widths=(4, 8, 8), conv=conv)), 10)
+  x = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32)
+  variables = make("lax").init(jax.random.PRNGKey(0), x)
+  other = make("im2col").init(jax.random.PRNGKey(1), x)
+  assert jax.tree.structure(variables) == jax.tree.structure(other)
+  run = lambda conv: make(conv).apply(variables, x, train=True, mutable=["batch_stats"])
+  (lax_out, lax_stats), (ours, our_stats) = run("lax"), run("im2col")
+  np.testing.assert_allclose(ours, lax_out, rtol=1e-4, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               our_stats, lax_stats)
+  with pytest.raises(UserError, match="conv must be one of"):
+    make("fft")
 
 
 def test_learning_rate_follows_the_global_batch():

@@ -9,6 +9,11 @@ down-scaled linear head.
       -> dense (no bias) * head_scale
     block(w): conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU
 
+`conv='im2col'` runs the 3x3 convolutions as one matmul over shifted copies
+(layers.Conv): on a 2-core CPU the training step ran at 301 images/s against 273 with
+XLA's convolution (widths 32-128-128, batch 512; 2x2 pooling as a reshape in both, which
+took XLA's max-pool from 250). On a GPU 'lax' (cuDNN) is the right choice.
+
 `whitening_kernel(images)` computes the first layer's filters; the trainer puts them
 in place through `config.init_from` and freezes them (`optimizer.frozen`).
 """
@@ -18,6 +23,10 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
+
+from deeplearn_jax.models import layers
+
+CONVS = ("lax", "im2col")
 
 
 def whitening_kernel(images: np.ndarray, patch: int = 2, eps: float = 5e-4) -> np.ndarray:
@@ -41,16 +50,19 @@ def whitening_kernel(images: np.ndarray, patch: int = 2, eps: float = 5e-4) -> n
 class _Block(nn.Module):
   width: int
   bn_momentum: float
+  conv: str
   dtype: str
 
   @nn.compact
   def __call__(self, x, train: bool):
     bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                               epsilon=1e-12, use_scale=False, dtype=self.dtype)
-    x = nn.Conv(self.width, (3, 3), use_bias=False, dtype=self.dtype)(x)
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    # Both kinds are named Conv_<i> with a [3, 3, in, out] kernel: checkpoints interchange.
+    conv_cls = layers.Conv if self.conv == "im2col" else nn.Conv
+    conv = lambda: conv_cls(self.width, (3, 3), use_bias=False, dtype=self.dtype)
+    x = layers.pool2x2(conv()(x))
     x = nn.gelu(bn()(x))
-    x = nn.Conv(self.width, (3, 3), use_bias=False, dtype=self.dtype)(x)
+    x = conv()(x)
     return nn.gelu(bn()(x))
 
 
@@ -59,7 +71,13 @@ class FastCifarNet(nn.Module):
   widths: Sequence[int] = (64, 256, 256)
   bn_momentum: float = 0.4      # flax's: running = m * running + (1 - m) * batch
   head_scale: float = 1.0 / 9.0
+  conv: str = "lax"             # or 'im2col', faster on CPU
   dtype: str = "float32"
+
+  def __post_init__(self):
+    if self.conv not in CONVS:
+      raise ValueError(f"fast_cifar conv must be one of {', '.join(CONVS)}, got {self.conv!r}")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -68,7 +86,7 @@ class FastCifarNet(nn.Module):
     x = nn.Conv(8 * c, (2, 2), padding="VALID", dtype=self.dtype, name="whiten")(x)
     x = nn.gelu(x)
     for width in self.widths:
-      x = _Block(width, self.bn_momentum, self.dtype)(x, train)
+      x = _Block(width, self.bn_momentum, self.conv, self.dtype)(x, train)
     x = jnp.max(x, axis=(1, 2))
     x = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype)(x) * self.head_scale
     return x.astype(jnp.float32)

@@ -34,6 +34,7 @@ class Conv(nn.Module):
   features: int
   kernel_size: tuple[int, int]
   padding: str = "SAME"
+  use_bias: bool = True
   dtype: str = "float32"
 
   @nn.compact
@@ -41,7 +42,6 @@ class Conv(nn.Module):
     kh, kw = self.kernel_size
     cin = x.shape[-1]
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, cin, self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if self.padding == "SAME":
       top, left = (kh - 1) // 2, (kw - 1) // 2
@@ -56,4 +56,6 @@ class Conv(nn.Module):
       y = sum(s @ kernel[i // kw, i % kw] for i, s in enumerate(shifted))
     else:
       y = jnp.concatenate(shifted, axis=-1) @ kernel.reshape(kh * kw * cin, self.features)
-    return y + bias.astype(self.dtype)
+    if not self.use_bias:
+      return y
+    return y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
