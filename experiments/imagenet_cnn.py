@@ -39,6 +39,9 @@ CIFAR-10 (:cifar10), the real data, seed 0, 2 cores of an AMD EPYC CPU, JAX 0.10
   first 4 minutes.
   Command: python -m experiments.imagenet_cnn --config=experiments/imagenet_cnn.py:cifar10
            --config.data.manual_dir=../shared/data
+  The same command with --config.eval_every_epochs=2 (on a quiet CPU) trains identically
+  (same accuracy at every second epoch, final 90.11%) in 3,152 s wall (52.5 min; 90%
+  first seen after epoch 16 at 46.6 min; 307 images/s).
   Published: airbench94 (Jordan 2024) 94% in 2.59 s on one A100 (widths 64-256-256);
   :cifar10_gpu is that width in bfloat16, checked on CPU only (no GPU was available).
 """
