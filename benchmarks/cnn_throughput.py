@@ -112,7 +112,8 @@ def main() -> None:
   step_flops = _flops(compiled)
   model_flops = 3 * forward_flops
   result = {
-      "model": args.model, "widths": args.widths, "conv": args.conv or "default", "image_size": args.image_size,
+      "model": args.model, "widths": args.widths, "conv": args.conv or "default",
+      "image_size": args.image_size,
       "batch": args.batch, "dtype": args.dtype, "num_params": num_params(state.params),
       "device": kind, "platform": device.platform, "host_cores": os.cpu_count(),
       "jax": jax.__version__, "host": platform.processor() or platform.machine(),

@@ -5,7 +5,6 @@ call it unconditionally.
 """
 
 import json
-import logging
 import math
 import os
 from collections import defaultdict
@@ -86,12 +85,8 @@ class MetricsWriter:
       return
     if self._bar is not None:
       self._bar.close()
-    # Closing flushes; on a full disk that must not hide the error that ended the run.
-    for f in (self._file, self._tb):
-      try:
-        f.close()
-      except OSError as e:
-        logging.warning("closing the metrics files failed: %s", e)
+    self._file.close()
+    self._tb.close()
 
 
 def host_mean(pending: list[dict[str, Any]]) -> dict[str, float]:

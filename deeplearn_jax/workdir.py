@@ -1,8 +1,10 @@
 """The run folder: default name, a writability check, config.json, and refusing to
 resume a run of another config."""
 
+import contextlib
 import datetime
 import json
+import logging
 import os
 import tempfile
 from typing import Any
@@ -22,6 +24,30 @@ RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_step
              "checkpoint_every_steps", "checkpoint_every_epochs", "keep_checkpoints",
              "progress", "data.manual_dir", "data.tfds_data_dir", "data.num_threads",
              "data.num_workers", "nan_", "eval.", "test_time_flip")
+
+
+@contextlib.contextmanager
+def closing(*parts):
+  """Closes every part (checkpointer, metrics writer, signal watcher) on exit, in reverse
+  order, each even if another fails. An error already ending the run stays the one
+  raised: a close that fails behind it (a full disk fails them all) is only logged."""
+  try:
+    yield
+  except BaseException:
+    for part in reversed(parts):
+      try:
+        part.close()
+      except Exception as e:  # the run's own error is the one to report
+        logging.warning("closing %s after an error failed too: %s", type(part).__name__, e)
+    raise
+  first = None
+  for part in reversed(parts):
+    try:
+      part.close()
+    except Exception as e:  # raised below, once every part is closed
+      first = first or e
+  if first is not None:
+    raise first
 
 
 def default(name: str) -> str:

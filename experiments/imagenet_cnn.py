@@ -26,10 +26,10 @@ CIFAR-10 (:cifar10), the real data, seed 0, 2 cores of an AMD EPYC CPU, JAX 0.10
   fast_cifar at widths 32-128-128 (497,528 params; 174 MFLOP per training image by XLA's
   count of the convolutions), 3x3 convolutions as im2col matmuls and pooling as a reshape
   (models/layers.py: 301 against 250 images/s for XLA's own convolution and max-pool, in
-  benchmarks/cnn_throughput.py), batch 512, 18 epochs, Nesterov 0.85, learning rate 0.2 (2 warmup
-  epochs, then linear to 0), weight decay 5e-4, label smoothing 0.2, flips and 2-pixel
-  translations, test-time flips, the whitening layer computed from 5,000 training images
-  and frozen. Test accuracy after each epoch: 46.9, 69.7, 78.3, 82.7, 84.1, 84.3, 86.6,
+  benchmarks/cnn_throughput.py), batch 512, 18 epochs, Nesterov 0.85, learning rate 0.2
+  (2 warmup epochs, then linear to 0), weight decay 5e-4, label smoothing 0.2, flips and
+  2-pixel translations, test-time flips, the whitening layer computed from 5,000
+  training images and frozen. Test accuracy after each epoch: 46.9, 69.7, 78.3, 82.7, 84.1, 84.3, 86.6,
   86.9, 87.5, 87.8, 87.5, 89.2, 89.1, 89.4, 89.9, 90.2, 90.3, 90.11%.
   90% first reached after epoch 16, 3,186 s (53.1 min) from the start of the command;
   final 90.11% at 3,561 s wall (59.4 min; 289 images/s while training, about 50 GFLOP/s

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
+from deeplearn_jax import workdir as workdir_lib
 from deeplearn_jax.checkpoint import Checkpointer
 from deeplearn_jax.errors import WorkdirError
 from deeplearn_jax.train import supervised
@@ -178,3 +179,27 @@ def test_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(tiny_disk):
   assert kept and f"step {kept[-1]}" in str(err.value)
   state = ckpt.read(kept[-1])
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+
+
+class _Part:
+  def __init__(self, log, name, fails):
+    self.log, self.name, self.fails = log, name, fails
+
+  def close(self):
+    self.log.append(self.name)
+    if self.fails:
+      raise OSError(f"{self.name}: No space left on device")
+
+
+def test_closing_keeps_the_runs_own_error_and_closes_every_part():
+  log = []
+  parts = [_Part(log, "ckpt", True), _Part(log, "writer", True), _Part(log, "watcher", False)]
+  with pytest.raises(WorkdirError, match="the run's own"):
+    with workdir_lib.closing(*parts):
+      raise WorkdirError("the run's own error")
+  assert log == ["watcher", "writer", "ckpt"]
+  log.clear()
+  with pytest.raises(OSError, match="writer: No space"):  # no error before: the first close's
+    with workdir_lib.closing(*parts):
+      pass
+  assert log == ["watcher", "writer", "ckpt"]

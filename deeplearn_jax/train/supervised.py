@@ -207,7 +207,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   last_train: dict[str, float] = {}
   preemption = PreemptionWatcher()
   step = start_step
-  try:
+  with workdir_lib.closing(ckpt, writer, preemption):
     while step < total_steps:
       batch = parallel.global_batch(next(batches), mesh)
       state, m = train_step(state, batch)
@@ -251,10 +251,6 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     ckpt.save(total_steps, state)
     test = evaluate(ds.test)
     writer.write(total_steps, "test", test)
-  finally:
-    preemption.close()
-    writer.close()
-    ckpt.close()
 
   steady = (t_end - steady_start - paused) if steady_start else 0.0
   timing = {"train_seconds": t_end - t0,

@@ -14,7 +14,6 @@ the test log-likelihood, pseudo-log-likelihood and reconstruction error in
 results.json, and filters.png and samples.png in the workdir.
 """
 
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -288,9 +287,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   log_every = max(1, config.log_every_steps)
   preemption = PreemptionWatcher()
   t0 = time.perf_counter()
-  with contextlib.ExitStack() as open_parts:
-    for part in (ckpt, writer, preemption):
-      open_parts.callback(part.close)  # on exit, in reverse order, even if one close fails
+  with workdir_lib.closing(ckpt, writer, preemption):
     while step < total_steps:
       state, m = train_step(state, parallel.global_batch(next(batches), mesh))
       pending.append(m)
