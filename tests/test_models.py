@@ -109,20 +109,42 @@ def test_schedules_warmup_then_decay():
     optimizers.schedule(cfg, 10, 100)
 
 
-@pytest.mark.parametrize("padding,channels", [("SAME", 1), ("VALID", 1), ("SAME", 3), ("VALID", 6)])
-def test_fast_conv_equals_flax_conv(padding, channels):
+@pytest.mark.parametrize("padding,channels,kernel,width_block", [
+    ("SAME", 1, (5, 5), 1), ("VALID", 6, (5, 5), 1), ("SAME", 1, (5, 5), 4),
+    ("VALID", 6, (5, 5), 5), ("SAME", 3, (3, 5), 3), ("VALID", 2, (5, 3), 2)])
+def test_fast_conv_equals_flax_conv(padding, channels, kernel, width_block):
+  """Values and gradients (parameters and input), including output widths (11, 7, 9)
+  that the width blocks do not divide."""
   from deeplearn_jax.models.layers import Conv
   import flax.linen as nn
   x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 12, 11, channels)), jnp.float32)
-  ours = Conv(4, (5, 5), padding=padding)
+  ours = Conv(4, kernel, padding=padding, width_block=width_block)
+  theirs = nn.Conv(4, kernel, padding=padding)
   v = ours.init(jax.random.PRNGKey(0), x)
-  ref = nn.Conv(4, (5, 5), padding=padding).apply(v, x)  # the same parameters
-  np.testing.assert_allclose(ours.apply(v, x), ref, rtol=1e-5, atol=1e-5)
-  g_ours = jax.grad(lambda p: jnp.sum(ours.apply({"params": p}, x) ** 2))(v["params"])
-  g_ref = jax.grad(lambda p: jnp.sum(nn.Conv(4, (5, 5), padding=padding).apply(
-      {"params": p}, x) ** 2))(v["params"])
+  np.testing.assert_allclose(ours.apply(v, x), theirs.apply(v, x), rtol=1e-5, atol=1e-5)
+  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply({"params": p}, x)))
+  g_ours = jax.grad(loss(ours), argnums=(0, 1))(v["params"], x)
+  g_ref = jax.grad(loss(theirs), argnums=(0, 1))(v["params"], x)
+  assert jax.tree.structure(g_ours) == jax.tree.structure(g_ref)
   for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_max_pool_gradient_shares_ties_like_jax():
+  """The hand-written max-pool gradient equals JAX's own gradient of a max, which splits
+  it evenly among tied inputs (a zero background ties all four of a window)."""
+  from deeplearn_jax.models.layers import pool2x2
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(np.where(rng.random((2, 8, 9, 3)) < 0.5, 0.0, rng.normal(size=(2, 8, 9, 3))),
+                  jnp.float32)
+  g = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), jnp.float32)
+  plain = lambda x: x[:, :8, :8].reshape(2, 4, 2, 4, 2, 3).max(axis=(2, 4))
+  np.testing.assert_array_equal(pool2x2(x), plain(x))
+  ours = jax.grad(lambda x: jnp.sum(pool2x2(x) * g))(x)
+  ref = jax.grad(lambda x: jnp.sum(plain(x) * g))(x)
+  windows = x[:, :8, :8].reshape(2, 4, 2, 4, 2, 3)
+  assert ((windows == plain(x)[:, :, None, :, None]).sum(axis=(2, 4)) > 1).any()  # has ties
+  np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

@@ -5,42 +5,81 @@ forms just as well)."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def pool2x2(x: jax.Array, kind: str = "max") -> jax.Array:
   """2x2 pooling with stride 2 ('VALID': an odd last row/column is dropped).
 
-  As a reshape + reduce: on CPU its gradient is a cheap mask, where
-  nn.max_pool's select-and-scatter made LeNet's whole step 35% slower.
+  As a reshape + reduce, with a hand-written gradient for max: on CPU, XLA's own
+  (nn.max_pool's select-and-scatter, or the reduce's gradient) made LeNet's whole
+  step 35% and then 15% slower.
   """
   b, h, w, c = x.shape
-  x = x[:, :h - h % 2, :w - w % 2, :].reshape(b, h // 2, 2, w // 2, 2, c)
+  x = x[:, :h - h % 2, :w - w % 2, :]
   if kind == "max":
-    return x.max(axis=(2, 4))
+    return _max_pool2x2(x)
   if kind == "avg":
-    return x.mean(axis=(2, 4))
+    return _windows(x).mean(axis=(2, 4))
   raise ValueError(f"pooling must be 'max' or 'avg', got {kind!r}")
 
 
-class Conv(nn.Module):
-  """nn.Conv (stride 1, 'SAME' or 'VALID'), parameters named and shaped alike, for the
-  small convolutions of LeNet-era nets (large ones should use nn.Conv).
+def _windows(x: jax.Array) -> jax.Array:
+  """[b, h, w, c] -> [b, h/2, 2, w/2, 2, c]."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c)
 
-  XLA's CPU convolution is slow on few channels: LeNet's C1 (one input channel) took
-  5.1 ms at batch 128 against 0.4 ms as a sum of shifted copies, and C3's gradients
-  are faster as one matmul over explicit patches (im2col).
+
+@jax.custom_vjp
+def _max_pool2x2(x: jax.Array) -> jax.Array:
+  return _windows(x).max(axis=(2, 4))
+
+
+def _max_pool2x2_fwd(x):
+  y = _max_pool2x2(x)
+  return y, (x, y)
+
+
+def _max_pool2x2_bwd(res, g):
+  # The gradient JAX gives a max (ties share it evenly: a zero-padded background ties
+  # all four), with the tie count summed from four slices rather than by a reduce
+  # over the window axes, which XLA's CPU backend runs slowly.
+  x, y = res
+  hit = (_windows(x) == y[:, :, None, :, None, :]).astype(g.dtype)
+  count = hit[:, :, 0, :, 0] + hit[:, :, 0, :, 1] + hit[:, :, 1, :, 0] + hit[:, :, 1, :, 1]
+  return ((hit * (g / count)[:, :, None, :, None, :]).reshape(x.shape),)
+
+
+_max_pool2x2.defvjp(_max_pool2x2_fwd, _max_pool2x2_bwd)
+
+
+class Conv(nn.Module):
+  """nn.Conv (stride 1, 'SAME' or 'VALID'), parameters named and shaped alike, as one
+  matmul over explicit patches, which XLA's CPU backend runs faster than its own
+  convolution for the small layers of LeNet-era nets and a fast CIFAR net.
+
+  width_block=1 is plain im2col: [kh*kw*cin] patches times the [kh*kw*cin, features]
+  kernel. With few channels that matmul is too thin to run well (LeNet's C1: 25 x 6),
+  so width_block=n computes n neighbouring output columns at once: the patch spans
+  n+kw-1 input columns and the kernel becomes a banded [kh*(n+kw-1)*cin, n*features]
+  matrix. This costs (n+kw-1)/kw times the multiplies and was still 40% faster for
+  LeNet's whole step at n=4 (C1) and 5 (C3); benchmarks/lenet_throughput.py.
   """
 
   features: int
   kernel_size: tuple[int, int]
   padding: str = "SAME"
   use_bias: bool = True
+  width_block: int = 1
   dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kh, kw = self.kernel_size
-    cin = x.shape[-1]
+    n = self.width_block
+    if n < 1:
+      raise ValueError(f"Conv.width_block must be >= 1, got {n}")
+    b, _, _, cin = x.shape
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, cin, self.features))
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if self.padding == "SAME":
@@ -49,13 +88,38 @@ class Conv(nn.Module):
     elif self.padding != "VALID":
       raise ValueError(f"Conv.padding must be 'SAME' or 'VALID', got {self.padding!r}")
     ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    shifted = [x[:, i:i + ho, j:j + wo, :] for i in range(kh) for j in range(kw)]
-    if cin == 1:
-      # Dots with a [1, features] kernel row, not broadcast multiplies: their gradients
-      # become matmuls, which XLA parallelises, instead of one serial reduction.
-      y = sum(s @ kernel[i // kw, i % kw] for i, s in enumerate(shifted))
-    else:
-      y = jnp.concatenate(shifted, axis=-1) @ kernel.reshape(kh * kw * cin, self.features)
+    blocks = -(-wo // n)
+    y = _patches(x, kh, kw, n).reshape(b, ho, blocks, -1) @ _banded(kernel, n)
+    y = y.reshape(b, ho, blocks * n, self.features)[:, :, :wo]
     if not self.use_bias:
       return y
     return y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
+
+
+def _patches(x: jax.Array, kh: int, kw: int, n: int) -> jax.Array:
+  """The input values each block of n output columns reads, in _banded's row order."""
+  b, h, w, c = x.shape
+  ho, wo = h - kh + 1, w - kw + 1
+  if n == 1:
+    # [b, ho, wo, kh*kw*c]. For the fast CIFAR net's layers this concatenation ran
+    # twice as fast as the stacks below, which ran faster for LeNet's blocks than a
+    # concatenation of strided slices.
+    return jnp.concatenate([x[:, i:i + ho, j:j + wo] for i in range(kh) for j in range(kw)], -1)
+  blocks = -(-wo // n)
+  x = jnp.pad(x, ((0, 0), (0, 0), (0, blocks * n - wo), (0, 0)))  # blocks tile the width
+  span = n + kw - 1
+  rows = jnp.stack([x[:, i:i + ho] for i in range(kh)], axis=2)  # [b, ho, kh, w, c]
+  return jnp.stack([rows[:, :, :, q * n:q * n + span] for q in range(blocks)], axis=2)
+
+
+def _banded(kernel: jax.Array, n: int) -> jax.Array:
+  """[kh, kw, cin, f] -> [kh * (n+kw-1) * cin, n * f]: entry (i, a, c; t, f) is
+  kernel[i, a - t, c, f] where 0 <= a - t < kw, else 0."""
+  kh, kw, cin, f = kernel.shape
+  span = n + kw - 1
+  if n == 1:
+    return kernel.reshape(kh * kw * cin, f)
+  tap = np.arange(kw)[:, None, None]
+  band = (np.arange(span)[None, :, None] == np.arange(n)[None, None, :] + tap)
+  return jnp.einsum("jat,ijcf->iactf", band.astype(kernel.dtype), kernel).reshape(
+      kh * span * cin, n * f)

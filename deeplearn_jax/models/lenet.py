@@ -28,9 +28,9 @@ class LeNet5(nn.Module):
     if self.pool not in ("max", "avg"):
       raise ValueError(f"LeNet5.pool must be 'max' or 'avg', got {self.pool!r}")
     x = x.astype(self.dtype)
-    x = act(Conv(6, (5, 5), padding="SAME", dtype=self.dtype, name="C1")(x))
+    x = act(Conv(6, (5, 5), padding="SAME", width_block=4, dtype=self.dtype, name="C1")(x))
     x = pool2x2(x, self.pool)
-    x = act(Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="C3")(x))
+    x = act(Conv(16, (5, 5), padding="VALID", width_block=5, dtype=self.dtype, name="C3")(x))
     x = pool2x2(x, self.pool)
     x = x.reshape((x.shape[0], -1))
     x = act(nn.Dense(120, dtype=self.dtype, name="C5")(x))
