@@ -24,9 +24,12 @@ It measures, in one process, one framework after the other (in --frameworks orde
      evaluation; dataset loading and model initialisation are left out. Training and
      evaluation seconds are also reported apart.
 
-The PyTorch model is the same network (NCHW, eager mode, default layer initialisation
-rather than flax's, which is why the two do not start from the same weights) trained by
+The PyTorch model is the same network (NCHW, eager mode) starting from the very weights
+our trainer starts from (flax's initialisation at the config's seed, copied over; the
+two forward passes are checked equal before anything is timed), trained by
 torch.optim.Adam with the same betas/eps and the same schedule as a per-step LambdaLR.
+Same weights, recipe and batch order: the epochs to 99% differ only by rounding, and the
+wall times compare speed (--torch_init=default keeps PyTorch's own initialisation).
 PyTorch uses torch.set_num_threads(os.cpu_count()); JAX uses XLA's default threading.
 Other busy processes distort both, PyTorch far more (its OpenMP threads wait on each
 other when a core is taken), so the load average is recorded and warned about.
@@ -117,13 +120,18 @@ class JaxRunner:
     init = make_init(model, tx, (28, 28, 1), c.seed)
     shardings = parallel.param_sharding(jax.eval_shape(init), self.mesh)
     self.state = jax.jit(init, out_shardings=shardings)()
+    self.initial_params = jax.device_get(self.state.params)
     self.num_params = num_params(self.state.params)
+    self.model = model
     self._train_step = jax.jit(make_train_step(model, tx, c), donate_argnums=0)
     self._eval_step = jax.jit(make_eval_step(model, num_classes))
     self._metrics = None
 
   def put(self, batch):
     return parallel.global_batch(batch, self.mesh)
+
+  def logits(self, batch) -> np.ndarray:
+    return np.asarray(self.model.apply({"params": self.state.params}, batch["input"]))
 
   def step(self, batch) -> None:
     self.state, self._metrics = self._train_step(self.state, batch)
@@ -151,7 +159,7 @@ class TorchRunner:
 
   name = "torch"
 
-  def __init__(self, recipe: Recipe, num_classes: int = 10):
+  def __init__(self, recipe: Recipe, num_classes: int = 10, flax_params=None):
     import torch
     from torch import nn
     self.torch = torch
@@ -165,6 +173,8 @@ class TorchRunner:
         nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
         nn.Linear(120, 84), nn.ReLU(),
         nn.Linear(84, num_classes))
+    if flax_params is not None:
+      self.model.load_state_dict(torch_state_dict(flax_params))
     self.num_params = sum(p.numel() for p in self.model.parameters())
     opt = recipe.config.optimizer
     self.opt = torch.optim.Adam(self.model.parameters(), lr=opt.learning_rate,
@@ -191,6 +201,10 @@ class TorchRunner:
   def sync(self) -> None:
     pass  # eager CPU execution is synchronous
 
+  def logits(self, batch) -> np.ndarray:
+    with self.torch.inference_mode():
+      return self.model(self.put(batch)["input"]).numpy()
+
   def accuracy(self, batches) -> float:
     self.model.eval()
     correct = count = 0.0
@@ -205,6 +219,31 @@ class TorchRunner:
     t = self.torch
     return {"version": t.__version__, "threads": t.get_num_threads(),
             "interop_threads": t.get_num_interop_threads()}
+
+
+def torch_state_dict(params) -> dict:
+  """Our LeNet5 parameters as the state dict of TorchRunner's nn.Sequential."""
+  import torch
+  t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+  conv = lambda k: t(np.transpose(k, (3, 2, 0, 1)))  # HWIO -> OIHW
+  # flax flattens C5's input as (h, w, c), PyTorch as (c, h, w).
+  c5 = params["C5"]["kernel"].reshape(5, 5, 16, -1).transpose(2, 0, 1, 3).reshape(400, -1)
+  out = {}
+  for i, (name, kernel) in {0: ("C1", conv), 3: ("C3", conv), 7: ("C5", None),
+                            9: ("F6", None), 11: ("output", None)}.items():
+    k = params[name]["kernel"] if name != "C5" else c5
+    out[f"{i}.weight"] = kernel(k) if kernel else t(k.T)
+    out[f"{i}.bias"] = t(params[name]["bias"])
+  return out
+
+
+def check_same_function(jax_runner, torch_runner, batch) -> float:
+  """Both frameworks must compute the same logits from the same weights."""
+  ours, theirs = jax_runner.logits(batch), torch_runner.logits(batch)
+  diff = float(np.abs(ours - theirs).max())
+  if diff > 1e-4 * max(1.0, float(np.abs(ours).max())):
+    raise AssertionError(f"JAX and PyTorch LeNets differ from the same weights: {diff:.3g}")
+  return diff
 
 
 def check_schedules_match(recipe: Recipe) -> None:
@@ -324,6 +363,8 @@ def parse_args() -> argparse.Namespace:
                  help="epoch cap of the time-to-99%% run (default and maximum: the config's "
                       "num_epochs; the LR schedule always spans num_epochs)")
   p.add_argument("--frameworks", default="jax,torch", help="comma-separated: jax,torch")
+  p.add_argument("--torch_init", default="ours", choices=("ours", "default"),
+                 help="PyTorch starts from our initial weights, or from its own init")
   p.add_argument("--out", default=str(REPO / "benchmarks/results/lenet_throughput.json"))
   p.add_argument("--data_dir", default=str((REPO / "../shared/data").resolve()),
                  help="folder with the official MNIST files in mnist/ (config.data.manual_dir)")
@@ -389,17 +430,26 @@ def main() -> None:
     # Busy cores distort both numbers, PyTorch's most: its OpenMP threads wait on each other.
     print(f"warning: load average {load:.1f} on {os.cpu_count()} cores; "
           "benchmark on an otherwise idle machine", flush=True)
-  runners = {"jax": JaxRunner, "torch": TorchRunner}
+  reference = JaxRunner(recipe)  # our trainer's initial weights
+  torch_params = reference.initial_params if args.torch_init == "ours" else None
+
+  def make(name: str):
+    return JaxRunner(recipe) if name == "jax" else TorchRunner(recipe, flax_params=torch_params)
+
+  if "torch" in args.frameworks and torch_params is not None:
+    diff = check_same_function(reference, make("torch"), pool[0])
+    results["settings"]["torch_forward_max_abs_diff_at_start"] = diff
+  results["settings"]["torch_init"] = args.torch_init
   for name in args.frameworks:
     print(f"{name}: throughput ({args.warmup} warm-up + {args.steps} timed steps) ...",
           flush=True)
-    runner = runners[name](recipe)
+    runner = make(name)
     out = {"num_params": runner.num_params, "info": runner.info(),
            "throughput": throughput(runner, [runner.put(b) for b in pool], args.warmup,
                                     args.steps, args.batch_size)}
     if ds is not None:
       print(f"{name}: time to {TARGET:.0%} test accuracy ...", flush=True)
-      out["accuracy"] = time_to_accuracy(runners[name](recipe), ds, recipe, max_epochs)
+      out["accuracy"] = time_to_accuracy(make(name), ds, recipe, max_epochs)
     results["frameworks"][name] = out
 
   print_table(results)

@@ -89,7 +89,9 @@ class Conv(nn.Module):
       raise ValueError(f"Conv.padding must be 'SAME' or 'VALID', got {self.padding!r}")
     ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
     blocks = -(-wo // n)
-    y = _patches(x, kh, kw, n).reshape(b, ho, blocks, -1) @ _banded(kernel, n)
+    # As a 2-D matmul: its gradients then are plain matmuls too, where those of the
+    # 4-D form made XLA's CPU backend transpose and copy (the whole step 20% slower).
+    y = _patches(x, kh, kw, n).reshape(b * ho * blocks, -1) @ _banded(kernel, n)
     y = y.reshape(b, ho, blocks * n, self.features)[:, :, :wo]
     if not self.use_bias:
       return y
