@@ -5,11 +5,13 @@ Command (from the repository root, on an otherwise idle machine; torch is option
 
     python benchmarks/lenet_throughput.py
 
-It measures, in one process, one framework after the other (in --frameworks order):
+It measures, in one process (in --frameworks order):
 
  (a) Training throughput: examples/s of steady-state training steps (batch 128, float32),
-     after --warmup steps (the first one includes JAX's compilation), averaged over
-     --steps timed steps. Both frameworks cycle through the same 8 pre-built batches of
+     after --warmup steps (the first one includes JAX's compilation): --rounds rounds of
+     --steps timed steps, the frameworks taking turns in each round (this machine's
+     speed drifts by 10-20% over minutes), and the median round reported with the range
+     of all rounds. Both frameworks cycle through the same 8 pre-built batches of
      random images in [0, 1] with random labels, already converted to framework arrays,
      so no input pipeline is timed (the cost of a LeNet step does not depend on the
      values). JAX runs the trainer's own jitted step (make_train_step, donate_argnums=0).
@@ -17,9 +19,10 @@ It measures, in one process, one framework after the other (in --frameworks orde
      (Adam 2e-3, 0.5 epoch linear warmup then cosine decay over the config's 12 epochs,
      batch 128, inputs in [0, 1]). Each epoch is a shuffled pass (same order for both)
      over the 60k training images, dropping the last partial batch as the trainer does,
-     followed by an evaluation on the 10k test images. It stops at the first epoch with
-     test accuracy >= 0.99, or after --max_epochs. The reported wall time runs from the
-     first training step to the end of that evaluation: it includes compilation, the host
+     followed by an evaluation on the 10k test images; the frameworks take turns epoch
+     by epoch. Each stops at its first epoch with test accuracy >= 0.99, or after
+     --max_epochs. Its wall time sums its own epochs, from its first training step to
+     the end of the evaluation that reaches the target: it includes compilation, the host
      batch preparation (the same numpy gather and scaling for both) and every per-epoch
      evaluation; dataset loading and model initialisation are left out. Training and
      evaluation seconds are also reported apart.
@@ -37,8 +40,8 @@ other when a core is taken), so the load average is recorded and warned about.
 Results: a table on stdout and JSON in --out (default benchmarks/results/lenet_throughput.json).
 Quick check of the code path (seconds; the numbers are not a benchmark):
 
-    python benchmarks/lenet_throughput.py --steps 10 --warmup 2 --limit_train 2000 \
-        --max_epochs 1 --out /tmp/lenet_check.json
+    python benchmarks/lenet_throughput.py --steps 10 --rounds 2 --warmup 2 \
+        --limit_train 2000 --max_epochs 1 --out /tmp/lenet_check.json
 """
 
 import argparse
@@ -257,7 +260,8 @@ def check_schedules_match(recipe: Recipe) -> None:
     raise AssertionError(f"LR schedules differ: max |diff| {np.abs(ours - theirs).max():.3g}")
 
 
-def throughput(runner, pool, warmup: int, steps: int, batch_size: int) -> dict:
+def warm_up(runner, pool, warmup: int) -> float:
+  """Runs the untimed steps; returns the first one's seconds (JAX: with compilation)."""
   t = time.perf_counter()
   runner.step(pool[0])
   runner.sync()
@@ -265,14 +269,35 @@ def throughput(runner, pool, warmup: int, steps: int, batch_size: int) -> dict:
   for i in range(1, warmup):
     runner.step(pool[i % len(pool)])
   runner.sync()
+  return first
+
+
+def timed_ms_per_step(runner, pool, steps: int) -> float:
   t = time.perf_counter()
   for i in range(steps):
     runner.step(pool[i % len(pool)])
   runner.sync()
-  elapsed = time.perf_counter() - t
-  return {"examples_per_second": steps * batch_size / elapsed,
-          "ms_per_step": 1e3 * elapsed / steps, "timed_steps": steps,
-          "warmup_steps": warmup, "first_step_seconds": first}
+  return 1e3 * (time.perf_counter() - t) / steps
+
+
+def throughput(runners: dict, pool, args) -> dict:
+  """Rounds of --steps timed steps, the frameworks taking turns in every round, so that
+  a slow spell of a shared machine falls on both; the median round is reported."""
+  pools = {name: [r.put(b) for b in pool] for name, r in runners.items()}
+  first = {name: warm_up(r, pools[name], args.warmup) for name, r in runners.items()}
+  rounds = {name: [] for name in runners}
+  for _ in range(args.rounds):
+    for name, r in runners.items():
+      rounds[name].append(timed_ms_per_step(r, pools[name], args.steps))
+  out = {}
+  for name, ms in rounds.items():
+    median = float(np.median(ms))
+    out[name] = {"examples_per_second": 1e3 * args.batch_size / median, "ms_per_step": median,
+                 "ms_per_step_rounds": ms, "examples_per_second_range": [
+                     1e3 * args.batch_size / max(ms), 1e3 * args.batch_size / min(ms)],
+                 "timed_steps_per_round": args.steps, "rounds": args.rounds,
+                 "warmup_steps": args.warmup, "first_step_seconds": first[name]}
+  return out
 
 
 def eval_batches(split, transform, size: int):
@@ -285,36 +310,49 @@ def eval_batches(split, transform, size: int):
     yield batch
 
 
-def time_to_accuracy(runner, ds, recipe: Recipe, max_epochs: int) -> dict:
+def train_epoch(runner, ds, recipe: Recipe, epoch: int) -> tuple[float, float, float]:
+  """One shuffled pass and a test evaluation: (test accuracy, train s, eval s)."""
   c = recipe.config
-  spe, bs, n = recipe.steps_per_epoch, c.batch_size, len(ds.train)
-  train_s = eval_s = 0.0
-  history = []
+  spe, bs = recipe.steps_per_epoch, c.batch_size
+  # Same order for every framework; the trainer's grain pipeline is not used so that
+  # both are fed by the same plain numpy code.
+  order = np.random.default_rng([c.seed, epoch]).permutation(len(ds.train))
+  t = time.perf_counter()
+  for s in range(spe):
+    runner.step(runner.put(ds.transform(ds.train.gather(order[s * bs:(s + 1) * bs]))))
+  runner.sync()
+  t_eval = time.perf_counter()
+  acc = runner.accuracy(eval_batches(ds.test, ds.transform, c.eval_batch_size))
+  return acc, t_eval - t, time.perf_counter() - t_eval
+
+
+def time_to_accuracy(runners: dict, ds, recipe: Recipe, max_epochs: int) -> dict:
+  """Each framework trains until TARGET test accuracy; they take turns epoch by epoch, so
+  that a slow spell of the machine falls on both."""
+  spe, bs = recipe.steps_per_epoch, recipe.config.batch_size
+  seconds = {name: [0.0, 0.0] for name in runners}  # train, eval
+  history = {name: [] for name in runners}
   for epoch in range(1, max_epochs + 1):
-    # Same order for every framework; the trainer's grain pipeline is not used so
-    # that both are fed by the same plain numpy code.
-    order = np.random.default_rng([c.seed, epoch]).permutation(n)
-    t = time.perf_counter()
-    for s in range(spe):
-      runner.step(runner.put(ds.transform(ds.train.gather(order[s * bs:(s + 1) * bs]))))
-    runner.sync()
-    t_eval = time.perf_counter()
-    acc = runner.accuracy(eval_batches(ds.test, ds.transform, c.eval_batch_size))
-    train_s += t_eval - t
-    eval_s += time.perf_counter() - t_eval
-    history.append({"epoch": epoch, "test_accuracy": acc, "wall_seconds": train_s + eval_s})
-    print(f"  {runner.name} epoch {epoch}: test accuracy {acc:.4f}, "
-          f"{train_s + eval_s:.1f} s", flush=True)
-    if acc >= TARGET:
-      break
-  reached = history[-1]["test_accuracy"] >= TARGET
-  return {"reached": reached, "target": TARGET, "epochs": len(history),
-          "test_accuracy": history[-1]["test_accuracy"],
-          "wall_seconds": train_s + eval_s, "train_seconds": train_s, "eval_seconds": eval_s,
-          "train_examples_per_second": len(history) * spe * bs / train_s,
-          "wall_includes": "training (incl. compilation and host batch preparation) and "
-                           "every per-epoch test evaluation",
-          "history": history}
+    for name, runner in runners.items():
+      if history[name] and history[name][-1]["test_accuracy"] >= TARGET:
+        continue
+      acc, train_s, eval_s = train_epoch(runner, ds, recipe, epoch)
+      seconds[name][0] += train_s
+      seconds[name][1] += eval_s
+      wall = sum(seconds[name])
+      history[name].append({"epoch": epoch, "test_accuracy": acc, "wall_seconds": wall})
+      print(f"  {name} epoch {epoch}: test accuracy {acc:.4f}, {wall:.1f} s", flush=True)
+  out = {}
+  for name, h in history.items():
+    train_s, eval_s = seconds[name]
+    out[name] = {"reached": h[-1]["test_accuracy"] >= TARGET, "target": TARGET,
+                 "epochs": len(h), "test_accuracy": h[-1]["test_accuracy"],
+                 "wall_seconds": train_s + eval_s, "train_seconds": train_s,
+                 "eval_seconds": eval_s, "train_examples_per_second": len(h) * spe * bs / train_s,
+                 "wall_includes": "training (incl. compilation and host batch preparation) "
+                                  "and every per-epoch test evaluation",
+                 "history": h}
+  return out
 
 
 def cpu_model() -> str:
@@ -333,8 +371,10 @@ def print_table(results: dict) -> None:
   rows = [("version", lambda r: r["info"]["version"]),
           ("threads", lambda r: r["info"]["threads"]),
           ("params", lambda r: f"{r['num_params']:,}"),
-          ("train examples/s", lambda r: f"{r['throughput']['examples_per_second']:,.0f}"),
-          ("ms/step", lambda r: f"{r['throughput']['ms_per_step']:.2f}"),
+          ("train examples/s (median)", lambda r: f"{r['throughput']['examples_per_second']:,.0f}"),
+          ("  range over rounds", lambda r: "{:,.0f}-{:,.0f}".format(
+              *r["throughput"]["examples_per_second_range"])),
+          ("ms/step (median)", lambda r: f"{r['throughput']['ms_per_step']:.2f}"),
           ("first step s", lambda r: f"{r['throughput']['first_step_seconds']:.2f}")]
   if results["settings"]["time_to_accuracy"]:
     rows += [("epochs to 99%", lambda r: str(r["accuracy"]["epochs"])
@@ -354,7 +394,8 @@ def print_table(results: dict) -> None:
 
 def parse_args() -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--steps", type=int, default=200, help="timed training steps")
+  p.add_argument("--steps", type=int, default=200, help="timed training steps per round")
+  p.add_argument("--rounds", type=int, default=5, help="timed rounds per framework")
   p.add_argument("--warmup", type=int, default=20, help="untimed steps first (incl. compile)")
   p.add_argument("--batch_size", type=int, default=128)
   p.add_argument("--skip_accuracy", action="store_true",
@@ -379,8 +420,8 @@ def parse_args() -> argparse.Namespace:
   bad = [f for f in args.frameworks if f not in FRAMEWORKS]
   if bad or not args.frameworks:
     p.error(f"--frameworks: unknown {bad}; choose from {','.join(FRAMEWORKS)}")
-  if args.steps < 1 or args.warmup < 1:
-    p.error("--steps and --warmup must be >= 1")
+  if min(args.steps, args.warmup, args.rounds) < 1:
+    p.error("--steps, --warmup and --rounds must be >= 1")
   return args
 
 
@@ -415,7 +456,9 @@ def main() -> None:
       "machine": {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                   "schedulable_cores": len(os.sched_getaffinity(0)),
                   "load_average_at_start": os.getloadavg(), "python": platform.python_version()},
-      "settings": {"batch_size": args.batch_size, "dtype": "float32", "timed_steps": args.steps,
+      "settings": {"batch_size": args.batch_size, "dtype": "float32",
+                   "timed_steps_per_round": args.steps,
+                   "rounds": args.rounds,
                    "warmup_steps": args.warmup, "throughput_data": f"{POOL} random batches",
                    "time_to_accuracy": not args.skip_accuracy, "target_accuracy": TARGET,
                    "max_epochs": max_epochs, "limit_train": args.limit_train or None,
@@ -440,17 +483,21 @@ def main() -> None:
     diff = check_same_function(reference, make("torch"), pool[0])
     results["settings"]["torch_forward_max_abs_diff_at_start"] = diff
   results["settings"]["torch_init"] = args.torch_init
-  for name in args.frameworks:
-    print(f"{name}: throughput ({args.warmup} warm-up + {args.steps} timed steps) ...",
+  print(f"throughput: {args.warmup} warm-up steps, then {args.rounds} rounds of {args.steps} "
+        f"timed steps, frameworks taking turns ...", flush=True)
+  runners = {name: make(name) for name in args.frameworks}
+  speed = throughput(runners, pool, args)
+  for name, runner in runners.items():
+    results["frameworks"][name] = {"num_params": runner.num_params, "info": runner.info(),
+                                   "throughput": speed[name]}
+  del runners
+  if ds is not None:
+    print(f"time to {TARGET:.0%} test accuracy, frameworks taking turns by epoch ...",
           flush=True)
-    runner = make(name)
-    out = {"num_params": runner.num_params, "info": runner.info(),
-           "throughput": throughput(runner, [runner.put(b) for b in pool], args.warmup,
-                                    args.steps, args.batch_size)}
-    if ds is not None:
-      print(f"{name}: time to {TARGET:.0%} test accuracy ...", flush=True)
-      out["accuracy"] = time_to_accuracy(make(name), ds, recipe, max_epochs)
-    results["frameworks"][name] = out
+    reached = time_to_accuracy({name: make(name) for name in args.frameworks}, ds, recipe,
+                               max_epochs)
+    for name, out in reached.items():
+      results["frameworks"][name]["accuracy"] = out
 
   print_table(results)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -5,8 +5,8 @@ accuracy on real MNIST, and >= 97% on the embedded digits with no download.
 
 Command:  python -m experiments.lenet --config.data.manual_dir=../shared/data
 Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32
-Result:   0.79% test error (99.21%) after 12 epochs, 110 s wall (90 s training,
-          9,300 examples/s); digits: 98.89% on the 360 held-out digits, 34 s wall.
+Result:   0.78% test error (99.22%) after 12 epochs, 77 s wall (54 s training,
+          15,500 examples/s); digits: 98.89% on the 360 held-out digits, 26 s wall.
 Variants: :smoke (digits, a few steps, seconds), :paper (tanh, average pooling, SGD)
           --config.data.name=digits  (scikit-learn's 8x8 digits resized to 28x28)
 """
