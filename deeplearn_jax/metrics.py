@@ -7,6 +7,7 @@ call it unconditionally.
 import json
 import math
 import os
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +18,9 @@ from deeplearn_jax.errors import WorkdirError
 
 
 class MetricsWriter:
+  """Each metrics.jsonl row also gets `wall_seconds`: the run's wall time when it was
+  logged, counted from its first start and continued on resume from the last row kept
+  (the time between a kill and the resume is not counted)."""
 
   def __init__(self, workdir: str, *, resume_step: int = 0, total_steps: int | None = None,
                progress: bool = True, desc: str = "train"):
@@ -26,9 +30,11 @@ class MetricsWriter:
     self._tb = None
     self._bar = None
     self._file = None
+    self._started = time.monotonic()
+    self._earlier_seconds = 0.0
     if not self.active:
       return
-    self.rewind(resume_step)
+    self._earlier_seconds = self.rewind(resume_step)
     from tensorboardX import SummaryWriter  # imported here: only process 0 needs it
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
     self._file = open(self.path, "a", encoding="utf-8")
@@ -38,21 +44,24 @@ class MetricsWriter:
       self._bar = tqdm(total=total_steps, initial=resume_step, desc=desc, unit="step",
                        dynamic_ncols=True, disable=None)
 
-  def rewind(self, step: int) -> None:
-    """On resume or rollback, drop lines past `step`: they are logged again."""
+  def rewind(self, step: int) -> float:
+    """On resume or rollback, drop lines past `step`: they are logged again. Returns the
+    largest `wall_seconds` of the lines kept."""
     if not self.active or not os.path.exists(self.path):
-      return
+      return 0.0
     if self._file is not None:
       self._file.flush()
     with open(self.path, encoding="utf-8") as f:
       lines = [l for l in f if l.strip()]
-    keep = []
+    keep, seconds = [], 0.0
     for line in lines:
       try:
-        if json.loads(line).get("step", 0) <= step:
-          keep.append(line)
+        row = json.loads(line)
       except json.JSONDecodeError:
         continue  # a line cut short by a kill
+      if row.get("step", 0) <= step:
+        keep.append(line)
+        seconds = max(seconds, float(row.get("wall_seconds", 0.0)))
     tmp = self.path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
       f.writelines(keep)
@@ -60,13 +69,16 @@ class MetricsWriter:
     if self._file is not None:  # reopen: the old handle is the old file
       self._file.close()
       self._file = open(self.path, "a", encoding="utf-8")
+    return seconds
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.active:
       return
     clean = {k: _to_python(v) for k, v in metrics.items()}
+    wall = round(self._earlier_seconds + time.monotonic() - self._started, 3)
+    row = {"step": int(step), "split": split, **clean, "wall_seconds": wall}
     try:
-      self._file.write(json.dumps({"step": int(step), "split": split, **clean}) + "\n")
+      self._file.write(json.dumps(row) + "\n")
       self._file.flush()
     except OSError as e:
       raise WorkdirError(f"cannot write {self.path} ({e.strerror or e})") from e

@@ -74,6 +74,9 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
   for key in ("test_accuracy", "test_loss", "final_train_loss", "steps"):
     assert resumed.results[key] == ref.results[key]
   assert _train_losses(tmp_path / "run") == _train_losses(tmp_path / "ref")
+  # The wall clock of the rows goes on from the rows kept, not from zero again.
+  walls = [r["wall_seconds"] for r in metrics.read_metrics(tmp_path / "run")]
+  assert walls == sorted(walls) and walls[-1] > 0
 
 
 def test_eight_devices_match_one_device(tmp_path):
