@@ -123,7 +123,6 @@ class JaxRunner:
     init = make_init(model, tx, (28, 28, 1), c.seed)
     shardings = parallel.param_sharding(jax.eval_shape(init), self.mesh)
     self.state = jax.jit(init, out_shardings=shardings)()
-    self.initial_params = jax.device_get(self.state.params)
     self.num_params = num_params(self.state.params)
     self.model = model
     self._train_step = jax.jit(make_train_step(model, tx, c), donate_argnums=0)
@@ -473,13 +472,15 @@ def main() -> None:
     # Busy cores distort both numbers, PyTorch's most: its OpenMP threads wait on each other.
     print(f"warning: load average {load:.1f} on {os.cpu_count()} cores; "
           "benchmark on an otherwise idle machine", flush=True)
-  reference = JaxRunner(recipe)  # our trainer's initial weights
-  torch_params = reference.initial_params if args.torch_init == "ours" else None
+  torch_params = None
+  if "torch" in args.frameworks and args.torch_init == "ours":
+    reference = JaxRunner(recipe)  # our trainer's initial weights
+    torch_params = jax.device_get(reference.state.params)
 
   def make(name: str):
     return JaxRunner(recipe) if name == "jax" else TorchRunner(recipe, flax_params=torch_params)
 
-  if "torch" in args.frameworks and torch_params is not None:
+  if torch_params is not None:
     diff = check_same_function(reference, make("torch"), pool[0])
     results["settings"]["torch_forward_max_abs_diff_at_start"] = diff
   results["settings"]["torch_init"] = args.torch_init

@@ -31,23 +31,22 @@ def closing(*parts):
   """Closes every part (checkpointer, metrics writer, signal watcher) on exit, in reverse
   order, each even if another fails. An error already ending the run stays the one
   raised: a close that fails behind it (a full disk fails them all) is only logged."""
+  failed = True
   try:
     yield
-  except BaseException:
+    failed = False
+  finally:
+    first = None
     for part in reversed(parts):
       try:
         part.close()
-      except Exception as e:  # the run's own error is the one to report
-        logging.warning("closing %s after an error failed too: %s", type(part).__name__, e)
-    raise
-  first = None
-  for part in reversed(parts):
-    try:
-      part.close()
-    except Exception as e:  # raised below, once every part is closed
-      first = first or e
-  if first is not None:
-    raise first
+      except Exception as e:
+        if failed:  # the run's own error is the one to report
+          logging.warning("closing %s after an error failed too: %s", type(part).__name__, e)
+        else:  # raised below, once every part is closed
+          first = first or e
+    if first is not None:
+      raise first
 
 
 def default(name: str) -> str:

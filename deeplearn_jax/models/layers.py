@@ -88,11 +88,12 @@ class Conv(nn.Module):
       x = jnp.pad(x, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
     elif self.padding != "VALID":
       raise ValueError(f"Conv.padding must be 'SAME' or 'VALID', got {self.padding!r}")
-    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    blocks = -(-wo // n)
+    wo = x.shape[2] - kw + 1
+    patches = _patches(x, kh, kw, n)  # [b, ho, blocks, ...]
+    _, ho, blocks = patches.shape[:3]
     # As a 2-D matmul: its gradients then are plain matmuls too, where those of the
-    # 4-D form made XLA's CPU backend transpose and copy (the whole step 20% slower).
-    y = _patches(x, kh, kw, n).reshape(b * ho * blocks, -1) @ _banded(kernel, n)
+    # 4-D form made XLA's CPU backend transpose and copy (the whole step 15-25% slower).
+    y = patches.reshape(b * ho * blocks, -1) @ _banded(kernel, n)
     y = y.reshape(b, ho, blocks * n, self.features)[:, :, :wo]
     if not self.use_bias:
       return y
