@@ -63,7 +63,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from deeplearn_jax import data, models, parallel  # noqa: E402
-from deeplearn_jax.config_utils import steps_from  # noqa: E402
+from deeplearn_jax.configs import steps_from  # noqa: E402
 from deeplearn_jax.train import optimizers  # noqa: E402
 from deeplearn_jax.train.state import make_init, num_params  # noqa: E402
 from deeplearn_jax.train.steps import make_eval_step, make_train_step  # noqa: E402

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from deeplearn_jax import data  # noqa: E402
 from deeplearn_jax.models import rbm  # noqa: E402
-from deeplearn_jax.unsupervised import rbm as trainer  # noqa: E402
+from deeplearn_jax.train import contrastive_divergence  # noqa: E402
 
 flags.DEFINE_string("manual_dir", "../shared/data", "folder with mnist/*.gz")
 flags.DEFINE_integer("epochs", 10, "passes over the training set, both models")
@@ -44,7 +44,7 @@ FLAGS = flags.FLAGS
 
 
 def our_config():
-  c = trainer.base_config()
+  c = contrastive_divergence.base_config()
   c.data.name, c.data.manual_dir = "mnist", FLAGS.manual_dir
   c.batch_size, c.num_epochs = FLAGS.batch_size, float(FLAGS.epochs)
   c.rbm.num_hidden, c.rbm.learning_rate = FLAGS.hidden, FLAGS.learning_rate
@@ -71,7 +71,7 @@ def main(_):
   train, test = everything(ds.train), everything(ds.test)
 
   with tempfile.TemporaryDirectory() as wd:
-    ours = trainer.run(config, wd)
+    ours = contrastive_divergence.run(config, wd)
   ours_params = jax.device_get(ours.state.params)
 
   theirs = BernoulliRBM(n_components=FLAGS.hidden, learning_rate=FLAGS.learning_rate,

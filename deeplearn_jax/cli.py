@@ -20,7 +20,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from deeplearn_jax import parallel
-from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax import run_folder
 from deeplearn_jax.errors import Preempted, TrainingDiverged, UserError
 
 FLAGS = flags.FLAGS
@@ -106,7 +106,7 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
         config.get("seed")  # a file that failed to load raises on first use
       except (OSError, ValueError) as e:
         fail(_last_line(e), 2)
-      workdir = FLAGS.workdir or workdir_lib.default(name)
+      workdir = FLAGS.workdir or run_folder.default(name)
       results = train_fn(config, workdir)
     except (UserError, TrainingDiverged, Preempted) as e:
       fail(str(e), e.exit_code)

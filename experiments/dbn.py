@@ -48,12 +48,12 @@ import ml_collections
 import numpy as np
 
 from deeplearn_jax import checkpoint, cli, data, metrics
-from deeplearn_jax import workdir as workdir_lib
-from deeplearn_jax.config_utils import to_dict
+from deeplearn_jax import run_folder
+from deeplearn_jax.configs import to_dict
 from deeplearn_jax.errors import UserError
-from deeplearn_jax.models import rbm as rbm_model
+from deeplearn_jax.models import rbm
 from deeplearn_jax.train import supervised
-from deeplearn_jax.unsupervised import rbm
+from deeplearn_jax.train import contrastive_divergence
 
 # Keys of this config that the fine-tuning runs (plain supervised runs) do not have.
 DBN_ONLY = ("pretrain", "compare_random_init", "extra_random_inits")
@@ -110,7 +110,7 @@ def _validate(config: ml_collections.ConfigDict) -> None:
 
 def stage_config(config: ml_collections.ConfigDict, layer: int) -> ml_collections.ConfigDict:
   """The RBM run of hidden layer `layer`, derived from the DBN config."""
-  c = rbm.base_config()
+  c = contrastive_divergence.base_config()
   for key in ("log_every_steps", "eval_batch_size", "checkpoint_every_steps",
               "checkpoint_every_epochs", "keep_checkpoints", "nan_policy", "nan_lr_factor",
               "nan_max_rollbacks", "nan_max_skips", "progress"):
@@ -141,7 +141,7 @@ def finetune_config(config: ml_collections.ConfigDict, init_from: str):
 
 @jax.jit
 def _hidden_probs(params, x):
-  return rbm_model.hidden_probs(params, x.reshape(x.shape[0], -1))
+  return rbm.hidden_probs(params, x.reshape(x.shape[0], -1))
 
 
 def features(ds: data.Dataset, params, layer: int, chunk: int = 10000) -> data.Dataset:
@@ -164,14 +164,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   finetunes = {"pretrained": "finetune_pretrained", "random_init": "finetune_random",
                **{f"random_init_{k}": f"finetune_random_{k}" for k in config.extra_random_inits}}
   subdirs = [f"rbm{i}" for i in range(len(hidden))] + list(finetunes.values())
-  workdir_lib.check_writable(workdir)
-  workdir_lib.prepare(workdir, config, has_checkpoint=any(
+  run_folder.check_writable(workdir)
+  run_folder.prepare(workdir, config, has_checkpoint=any(
       checkpoint.has_checkpoints(os.path.join(workdir, d, "checkpoints")) for d in subdirs))
 
   # -- greedy layer-wise pre-training
   stack, pretrain, layer_data = {}, [], ds
   for i, stage in enumerate(stages):
-    out = rbm.run(stage, os.path.join(workdir, f"rbm{i}"), dataset=layer_data)
+    out = contrastive_divergence.run(stage, os.path.join(workdir, f"rbm{i}"), dataset=layer_data)
     params = jax.device_get(out.state.params)
     stack[f"Dense_{i}"] = {"kernel": params["W"], "bias": params["b"]}
     pretrain.append({k: out.results[k] for k in (
@@ -200,7 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   results.update(pretrain=pretrain, finetune=runs, stack=stack_dir,
                  pretrain_seconds=sum(p["train_seconds"] for p in pretrain))
   if jax.process_index() == 0:
-    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
     _plot(workdir, {name: finetunes[name] for name in runs})
   return results
 

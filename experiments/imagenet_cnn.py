@@ -52,8 +52,8 @@ import ml_collections
 import numpy as np
 
 from deeplearn_jax import checkpoint, cli, data
-from deeplearn_jax import workdir as workdir_lib
-from deeplearn_jax.config_utils import to_dict
+from deeplearn_jax import run_folder
+from deeplearn_jax.configs import to_dict
 from deeplearn_jax.models import fast_cifar
 from deeplearn_jax.train import supervised
 
@@ -156,7 +156,7 @@ def whitening(config: ml_collections.ConfigDict, ds: data.Dataset, workdir: str)
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ds = data.load(config.data)
   if config.whiten_samples > 0 and config.model.name == "fast_cifar":
-    workdir_lib.check_writable(workdir)
+    run_folder.check_writable(workdir)
     config = ml_collections.ConfigDict(to_dict(config))
     config.init_from = whitening(config, ds, workdir)
     config.lock()

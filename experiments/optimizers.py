@@ -49,7 +49,7 @@ import jax
 import ml_collections
 
 from deeplearn_jax import cli, data, metrics
-from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax import run_folder
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.train import optimizers, supervised
 
@@ -129,8 +129,8 @@ def plot_curves(path: str, workdirs: dict[str, str]) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   configs = {name: run_config(config, name) for name in run_names(config)}
-  workdir_lib.check_writable(workdir)
-  workdir_lib.prepare(workdir, config, has_checkpoint=False)
+  run_folder.check_writable(workdir)
+  run_folder.prepare(workdir, config, has_checkpoint=False)
   runs, workdirs = {}, {}
   ds = data.load(config.data)  # decoded once for all six runs
   for name, sub in configs.items():
@@ -141,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   results = {"runs": runs}
   if jax.process_index() == 0:  # only process 0 writes metrics.jsonl
     plot_curves(os.path.join(workdir, "curves.png"), workdirs)
-    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
   return results
 
 

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from deeplearn_jax import cli, metrics
-from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax import run_folder
 from deeplearn_jax.data import embedded
 from deeplearn_jax.models import perceptron
 from deeplearn_jax.train import supervised
@@ -92,8 +92,8 @@ def _plot(path: str, boundaries: dict[str, tuple[np.ndarray, float]]) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  workdir_lib.check_writable(workdir)
-  workdir_lib.prepare(workdir, config, has_checkpoint=False)
+  run_folder.check_writable(workdir)
+  run_folder.prepare(workdir, config, has_checkpoint=False)
   axis = np.linspace(-0.5, 1.5, 101, dtype=np.float32)
   grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
   results, boundaries = {}, {}
@@ -123,7 +123,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       np.asarray(jnp.argmax(logits, -1)).reshape(len(axis), -1), results["mlp_xor"])
   if jax.process_index() == 0:
     _plot(os.path.join(workdir, "decision_boundaries.png"), boundaries)
-    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
   return results
 
 

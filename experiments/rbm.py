@@ -34,7 +34,7 @@ import ml_collections
 
 from deeplearn_jax import cli
 from deeplearn_jax.train import supervised
-from deeplearn_jax.unsupervised import rbm
+from deeplearn_jax.train import contrastive_divergence
 
 VARIANTS = ("cd1", "cd25", "pcd")
 
@@ -45,7 +45,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if len(names) > 1 or names[0] not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r} of rbm: use one of {', '.join(VARIANTS)} "
                      "(append ',smoke' for a seconds-long run)")
-  c = rbm.base_config()
+  c = contrastive_divergence.base_config()
   c.data.name = "mnist"
   c.batch_size = 100              # S&M 2008 and Hinton's guide: mini-batches of 100
   c.num_epochs = 50.0
@@ -82,7 +82,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  return rbm.train_and_evaluate(config, workdir)
+  return contrastive_divergence.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ import numpy as np
 import optax
 
 from deeplearn_jax import cli, data, metrics, models
-from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax import run_folder
 from deeplearn_jax.errors import TrainingDiverged, UserError
 from deeplearn_jax.models import mlp
 from deeplearn_jax.train import losses, supervised
@@ -249,8 +249,8 @@ def plot_grad_norms(path: str, runs: dict[str, dict]) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   names = run_names(config.grid)
   configs = {name: run_config(config, name) for name in names}  # every name checked first
-  workdir_lib.check_writable(workdir)
-  workdir_lib.prepare(workdir, config, has_checkpoint=False)
+  run_folder.check_writable(workdir)
+  run_folder.prepare(workdir, config, has_checkpoint=False)
   runs = {}
   ds = data.load(config.data)  # decoded once for every configuration
   for name, sub in configs.items():
@@ -268,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for name, r in runs.items():
       r["grad_norm_end"] = end_grad_norms(os.path.join(workdir, name))
     plot_grad_norms(os.path.join(workdir, "grad_norms.png"), runs)
-    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
   return results
 
 

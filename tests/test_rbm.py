@@ -14,7 +14,7 @@ from deeplearn_jax.checkpoint import Checkpointer
 from deeplearn_jax.errors import TrainingDiverged, UserError
 from deeplearn_jax.models import rbm
 from deeplearn_jax.models.rbm_partition import ais_log_partition, log_partition_exact
-from deeplearn_jax.unsupervised import rbm as trainer
+from deeplearn_jax.train import contrastive_divergence
 from experiments import rbm as experiment
 from test_train import _patch_batches, _smoke
 
@@ -49,7 +49,7 @@ def _quality(params, v):
 def _trained(tmp_path_factory, variant):
   """One smoke run per module, shared by the tests that only read it."""
   workdir = tmp_path_factory.mktemp(variant.replace(",", "_"))
-  return trainer.run(_smoke(experiment, variant), str(workdir)), workdir
+  return contrastive_divergence.run(_smoke(experiment, variant), str(workdir)), workdir
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_ais_agrees_with_exact_log_z_of_the_trained_rbm(cd1_run):
 
 
 def _initial_params(config, ds):
-  return jax.jit(trainer.make_init(config, trainer.pixel_means(ds)))().params
+  return jax.jit(contrastive_divergence.make_init(config, contrastive_divergence.pixel_means(ds)))().params
 
 
 def test_cd1_training_improves_the_rbm(cd1_run):
@@ -192,9 +192,9 @@ def test_resume_after_crash_equals_uninterrupted_run(pcd_run, tmp_path, monkeypa
   with monkeypatch.context() as m:
     _patch_batches(m, crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
-      trainer.run(config, str(tmp_path))
+      contrastive_divergence.run(config, str(tmp_path))
   assert Checkpointer(str(tmp_path / "checkpoints")).steps() == [40, 80]
-  resumed = trainer.run(config, str(tmp_path))
+  resumed = contrastive_divergence.run(config, str(tmp_path))
   for name in ("params", "velocity", "chains", "rng", "step"):
     same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
                         getattr(ref.state, name), getattr(resumed.state, name))
@@ -208,7 +208,7 @@ def test_resume_after_crash_equals_uninterrupted_run(pcd_run, tmp_path, monkeypa
 def test_one_device_matches_eight(pcd_run, tmp_path):
   eight, _ = pcd_run
   assert jax.device_count() == 8 and eight.state.params["W"].sharding.mesh.size == 8
-  one = trainer.run(_smoke(experiment, "pcd,smoke", **{"mesh.data": 1}), str(tmp_path))
+  one = contrastive_divergence.run(_smoke(experiment, "pcd,smoke", **{"mesh.data": 1}), str(tmp_path))
   # The same random bits on any mesh; only the order of the batch sums differs.
   assert np.array_equal(np.asarray(one.state.chains), np.asarray(eight.state.chains))
   for name in ("W", "a", "b"):
@@ -221,7 +221,7 @@ def test_nan_input_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch)
 
   _patch_batches(monkeypatch, poison)
   with pytest.raises(TrainingDiverged, match="at step 46.*step 40"):
-    trainer.run(_smoke(experiment, "smoke"), str(tmp_path))
+    contrastive_divergence.run(_smoke(experiment, "smoke"), str(tmp_path))
   assert not (tmp_path / "results.json").exists()
 
 
@@ -233,7 +233,7 @@ def test_nan_input_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch)
 ])
 def test_bad_config_is_refused_before_anything_is_written(tmp_path, overrides, message):
   with pytest.raises(UserError, match=message):
-    trainer.run(_smoke(experiment, "smoke", **overrides), str(tmp_path / "run"))
+    contrastive_divergence.run(_smoke(experiment, "smoke", **overrides), str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
 
 

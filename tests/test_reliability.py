@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
-from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax import run_folder
 from deeplearn_jax.checkpoint import Checkpointer
 from deeplearn_jax.errors import WorkdirError
 from deeplearn_jax.train import supervised
@@ -195,11 +195,11 @@ def test_closing_keeps_the_runs_own_error_and_closes_every_part():
   log = []
   parts = [_Part(log, "ckpt", True), _Part(log, "writer", True), _Part(log, "watcher", False)]
   with pytest.raises(WorkdirError, match="the run's own"):
-    with workdir_lib.closing(*parts):
+    with run_folder.closing(*parts):
       raise WorkdirError("the run's own error")
   assert log == ["watcher", "writer", "ckpt"]
   log.clear()
   with pytest.raises(OSError, match="writer: No space"):  # no error before: the first close's
-    with workdir_lib.closing(*parts):
+    with run_folder.closing(*parts):
       pass
   assert log == ["watcher", "writer", "ckpt"]

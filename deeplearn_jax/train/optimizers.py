@@ -4,7 +4,7 @@ import jax
 import ml_collections
 import optax
 
-from deeplearn_jax.config_utils import steps_from
+from deeplearn_jax.configs import steps_from
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.train.state import path_name
 

@@ -17,9 +17,9 @@ import jax
 import ml_collections
 
 from deeplearn_jax import data, metrics, models, parallel
-from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax import run_folder
 from deeplearn_jax.checkpoint import abstract_like
-from deeplearn_jax.config_utils import steps_from, train_length
+from deeplearn_jax.configs import steps_from, train_length
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
 from deeplearn_jax.train import optimizers
@@ -161,7 +161,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   pretrained = load_pretrained(config.init_from, abstract.params) if config.init_from else None
 
   # -- workdir: check, compare with an existing run, resume
-  ckpt = workdir_lib.open_run(workdir, config)
+  ckpt = run_folder.open_run(workdir, config)
 
   def fresh() -> TrainState:
     state = jax.jit(init, out_shardings=shardings)()  # born sharded
@@ -207,7 +207,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   last_train: dict[str, float] = {}
   preemption = PreemptionWatcher()
   step = start_step
-  with workdir_lib.closing(ckpt, writer, preemption):
+  with run_folder.closing(ckpt, writer, preemption):
     while step < total_steps:
       batch = parallel.global_batch(next(batches), mesh)
       state, m = train_step(state, batch)
@@ -259,7 +259,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     # A finished run found again: its log and its first results keep the training figures.
     last_train = next((r for r in reversed(metrics.read_metrics(workdir))
                        if r["split"] == "train"), {})
-    timing = {k: workdir_lib.previous_results(workdir).get(k, v) for k, v in timing.items()}
+    timing = {k: run_folder.previous_results(workdir).get(k, v) for k, v in timing.items()}
   results = {
       "test_accuracy": test["accuracy"],
       "test_error": 1.0 - test["accuracy"],
@@ -272,6 +272,6 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if "top5_accuracy" in test:
     results["test_top5_accuracy"] = test["top5_accuracy"]
   if jax.process_index() == 0:
-    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
     metrics.plot_curves(workdir, title=f"{config.model.name} on {ds.name}")
   return Outcome(results, state, model, ds)

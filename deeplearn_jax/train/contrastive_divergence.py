@@ -28,15 +28,15 @@ import ml_collections
 import numpy as np
 
 from deeplearn_jax import data, metrics, parallel
-from deeplearn_jax import workdir as workdir_lib
+from deeplearn_jax import run_folder
 from deeplearn_jax.checkpoint import abstract_like
-from deeplearn_jax.config_utils import steps_from
+from deeplearn_jax.configs import steps_from
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models import rbm, rbm_partition
 from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
 from deeplearn_jax.train import nan_guard, supervised
 from deeplearn_jax.train.state import num_params
-from deeplearn_jax.unsupervised import pictures
+from deeplearn_jax import pictures
 
 # Keys of the supervised config that mean nothing to an RBM (it has its own update).
 SUPERVISED_ONLY = ("model", "optimizer", "l1", "l2", "max_norm", "label_smoothing", "dtype",
@@ -244,7 +244,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   exact = min(num_visible, num_hidden) <= config.eval.exact_max_units
 
   # -- workdir: check, compare with an existing run, resume
-  ckpt = workdir_lib.open_run(workdir, config)
+  ckpt = run_folder.open_run(workdir, config)
   fresh = lambda: jax.jit(init, out_shardings=shardings)()  # born sharded
   step, state = ckpt.restore_or(target, fresh)
   finished_before = step == total_steps
@@ -287,7 +287,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   log_every = max(1, config.log_every_steps)
   preemption = PreemptionWatcher()
   t0 = time.perf_counter()
-  with workdir_lib.closing(ckpt, writer, preemption):
+  with run_folder.closing(ckpt, writer, preemption):
     while step < total_steps:
       state, m = train_step(state, parallel.global_batch(next(batches), mesh))
       pending.append(m)
@@ -340,13 +340,13 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       "train_seconds": train_seconds,
   }
   if finished_before:  # a finished run found again: the session that trained it timed it
-    results["train_seconds"] = workdir_lib.previous_results(workdir).get(
+    results["train_seconds"] = run_folder.previous_results(workdir).get(
         "train_seconds", train_seconds)
   if exact:
     results["test_log_likelihood_exact"] = test["log_likelihood_exact"]
     results["log_z_exact"] = test["log_z_exact"]
   if jax.process_index() == 0:
-    workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
     _draw(config, ds, state.params, workdir, name)
   return Outcome(results, state, ds)
 

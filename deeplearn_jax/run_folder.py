@@ -13,7 +13,7 @@ import jax
 import ml_collections
 
 from deeplearn_jax.checkpoint import Checkpointer, has_checkpoints
-from deeplearn_jax.config_utils import flatten, to_dict
+from deeplearn_jax.configs import flatten, to_dict
 from deeplearn_jax.errors import WorkdirError
 
 # Key prefixes that may change between a run and its resumption: durations, periods,

@@ -1,7 +1,7 @@
 """Small helpers on ml_collections configs shared by every trainer."""
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 import ml_collections
 
@@ -47,3 +47,18 @@ def train_length(config: ml_collections.ConfigDict, num_train: int) -> tuple[int
   if config.num_train_steps > 0:
     return per_epoch, int(config.num_train_steps)
   return per_epoch, max(1, int(round(config.num_epochs * per_epoch)), config.min_train_steps)
+
+
+def parse_variant(variant: str, names: Sequence[str] = (), *, default: str = "",
+                  modifiers: Sequence[str] = ("smoke",)) -> tuple[str, set[str]]:
+  """Splits a `:variant` argument such as "paper,smoke" into its one name (one of
+  `names`, else `default`) and its modifiers. Every experiment parses through here, so
+  a modifier combines with any name. Raises ValueError (one line at the command line)
+  for an unknown part or two names."""
+  parts = [p.strip() for p in (variant or "").split(",") if p.strip()]
+  chosen = [p for p in parts if p not in modifiers]
+  if len(chosen) > 1 or any(p not in names for p in chosen):
+    known = " | ".join(names) if names else "no names"
+    raise ValueError(f"unknown variant {variant!r}: use one of {known}, optionally with "
+                     f"{', '.join(modifiers)} appended after a comma (e.g. :smoke)")
+  return (chosen[0] if chosen else default), {p for p in parts if p in modifiers}
