@@ -19,6 +19,8 @@ import orbax.checkpoint as ocp
 
 from deeplearn_jax.errors import WorkdirError
 
+logger = logging.getLogger(__name__)
+
 
 @jax.jit
 def fingerprint(tree: Any) -> jax.Array:
@@ -44,18 +46,35 @@ def fingerprint(tree: Any) -> jax.Array:
   return jnp.stack([leaf(x) for x in leaves]) if leaves else jnp.zeros((0,), jnp.uint32)
 
 
-def has_checkpoints(directory: str) -> bool:
-  """Whether `directory` holds any finished checkpoint. A plain read of the folder: no
+def saved_steps(directory: str) -> list[int]:
+  """The steps of the finished checkpoints in `directory`. A plain read of the folder: no
   CheckpointManager, whose creation is a barrier across the processes of a run."""
-  return os.path.isdir(directory) and bool(ocp.utils.checkpoint_steps(directory))
+  return sorted(ocp.utils.checkpoint_steps(directory)) if os.path.isdir(directory) else []
+
+
+def has_checkpoints(directory: str) -> bool:
+  """Whether `directory` holds any finished checkpoint."""
+  return bool(saved_steps(directory))
+
+
+def read_checkpoint(directory: str, step: int | None = None) -> Any:
+  """One checkpoint's state (the newest when step is None) as numpy arrays, whatever
+  topology saved it; the manager is closed again (tools, tests)."""
+  ckpt = Checkpointer(directory, async_save=False)
+  try:
+    return ckpt.read(ckpt.steps()[-1] if step is None else step)
+  finally:
+    ckpt.close()
 
 
 class DamagedCheckpoint(Exception):
+  """A checkpoint whose arrays fail their checksum."""
   pass
 
 
 class Checkpointer:
 
+  """A run's checkpoints: async saves with checksums, keep-K, restore with fallback."""
   def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True):
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -66,6 +85,7 @@ class Checkpointer:
                        "integrity": ocp.JsonCheckpointHandler()})
 
   def steps(self) -> list[int]:
+    """The steps of the checkpoints this manager knows, oldest first."""
     return sorted(self.manager.all_steps())
 
   def save(self, step: int, state: Any) -> None:
@@ -81,6 +101,7 @@ class Checkpointer:
       self._save_failed(step, e)
 
   def wait(self) -> None:
+    """Blocks until the last async save is on disk; raises if it failed."""
     try:
       self.manager.wait_until_finished()
     except Exception as e:
@@ -111,7 +132,7 @@ class Checkpointer:
       try:
         state = self._restore_step(step, abstract_state)
       except Exception as e:  # Orbax raises many kinds for damaged or foreign data.
-        logging.warning("checkpoint %s/%d cannot be restored: %s", self.directory, step,
+        logger.warning("checkpoint %s/%d cannot be restored: %s", self.directory, step,
                         _first_line(e))
         damaged.append((step, _first_line(e)))
         continue
@@ -129,14 +150,14 @@ class Checkpointer:
     step, state = self.restore(target)
     if state is None:
       return 0, fresh()
-    logging.info("resuming from step %d in %s", step, self.directory)
+    logger.info("resuming from step %d in %s", step, self.directory)
     return step, state
 
   def _set_aside(self, step: int, why: str) -> None:
     path = os.path.join(self.directory, str(step))
     if jax.process_index() == 0:
       os.replace(path, f"{path}.damaged")
-    logging.warning("checkpoint step %d is damaged (%s); moved to %s.damaged and resumed "
+    logger.warning("checkpoint step %d is damaged (%s); moved to %s.damaged and resumed "
                     "from an older one", step, why, path)
     self.manager.reload()
 
@@ -148,13 +169,14 @@ class Checkpointer:
     return jax.device_get(restored.state)
 
   def close(self) -> None:
+    """Waits for the last save, then releases Orbax's threads."""
     try:
       self.wait()  # raises if the last async save failed
     finally:
       try:
         self.manager.close()
       except Exception:  # its failure, if any, was raised by wait() already
-        logging.debug("checkpoint manager close failed", exc_info=True)
+        logger.debug("checkpoint manager close failed", exc_info=True)
 
 
 _OS_CAUSES = ("No space left on device", "Read-only file system", "Permission denied",

@@ -12,15 +12,14 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from deeplearn_jax import parallel
-from deeplearn_jax import run_folder
+from deeplearn_jax import parallel, run_folder
 from deeplearn_jax.errors import Preempted, TrainingDiverged, UserError
 
 FLAGS = flags.FLAGS
@@ -77,6 +76,7 @@ def supervise(num_processes: int, process_id: int) -> int:
 
 
 def fail(message: str, code: int) -> None:
+  """Prints one `error:` line to stderr and exits with `code`."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(code)
 
@@ -86,8 +86,8 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
   try:  # with no --config, the default file and its overrides load here
     config_flags.DEFINE_config_file("config", config_file, "experiment config file[:variant]",
                                     lock_config=True)
-  except (KeyError, AttributeError) as e:
-    _unknown_key(e, sys.argv)
+  except Exception as e:
+    fail(config_error(e, sys.argv), 2)
 
   def main(argv):
     if len(argv) > 1:
@@ -95,17 +95,16 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
     if (FLAGS.num_processes or 1) > 1 and _CHILD not in os.environ:
       sys.exit(supervise(FLAGS.num_processes, FLAGS.process_id))
     setup_jax()
-    # Libraries log through absl (Orbax: every save step); ours through the root logger.
+    # absl's app.run raises the root logger to INFO, which shows every library's chatter
+    # (JAX's "Unable to initialize backend 'tpu'" on a CPU, Orbax's every save step):
+    # only this package's own module loggers speak at INFO.
+    logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("absl").setLevel(logging.WARNING)
-    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("deeplearn_jax").setLevel(logging.INFO)
     try:
       parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                           FLAGS.distributed_timeout, FLAGS.heartbeat_timeout)
-      try:
-        config = FLAGS.config
-        config.get("seed")  # a file that failed to load raises on first use
-      except (OSError, ValueError) as e:
-        fail(_last_line(e), 2)
+      config = _loaded(FLAGS.config, sys.argv)
       workdir = FLAGS.workdir or run_folder.default(name)
       results = train_fn(config, workdir)
     except (UserError, TrainingDiverged, Preempted) as e:
@@ -116,26 +115,46 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
   app.run(main, flags_parser=_parse_flags)
 
 
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+  """The config the command line builds from `--config=spec` (FILE[:variant]) and
+  `--config.KEY=VALUE` overrides, parsed by the same code; any failure (bad variant,
+  unknown key, wrong type, missing file) is a UserError with the command line's line."""
+  values = flags.FlagValues()
+  argv = ["deeplearn_jax", f"--config={spec}", *overrides]
+  try:
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True,
+                                    sys_argv=argv)
+    values(argv)
+  except Exception as e:
+    raise UserError(config_error(e, argv)) from e
+  return _loaded(values.config, argv)
+
+
+def _loaded(config, argv: list[str]) -> ml_collections.ConfigDict:
+  try:
+    config.get("seed")  # a file that failed to load raises on first use
+  except Exception as e:
+    raise UserError(config_error(e, argv)) from e
+  return config
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's parsing, with every failure (unknown key, wrong type, bad variant) as one line."""
   try:
     return FLAGS(argv)
-  except (KeyError, AttributeError) as e:
-    _unknown_key(e, argv)
   except Exception as e:
-    fail(_last_line(e), 2)
+    fail(config_error(e, argv), 2)
   return []
 
 
-def _unknown_key(e: BaseException, argv: list[str]) -> None:
-  """ml_collections' error for an override of an unknown key, as one line."""
-  key = str(e).strip("\"' ")
-  where = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
-  fail(f"unknown config key {where[0][2:] if where else key}", 2)
-
-
-def _last_line(e: BaseException) -> str:
-  """The informative line of an error whose text may embed a traceback."""
+def config_error(e: BaseException, argv: Sequence[str]) -> str:
+  """One line for a config that failed to load or parse: an unknown key named as the
+  user typed it, else the informative line of an error whose text may embed a
+  traceback."""
+  if isinstance(e, (KeyError, AttributeError)):
+    key = str(e).strip("\"' ")
+    where = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
+    return f"unknown config key {where[0][2:] if where else key}"
   lines = [l.strip() for l in str(e).splitlines() if l.strip()]
   if len(lines) > 1 and lines[0].startswith("flag --config"):
     lines = [lines[0].split(":")[0] + ": " + lines[-1]]

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from deeplearn_jax import pictures
 from deeplearn_jax.errors import WorkdirError
 
 
@@ -44,9 +45,9 @@ class MetricsWriter:
       self._bar = tqdm(total=total_steps, initial=resume_step, desc=desc, unit="step",
                        dynamic_ncols=True, disable=None)
 
-  def rewind(self, step: int) -> float:
-    """On resume or rollback, drop lines past `step`: they are logged again. Returns the
-    largest `wall_seconds` of the lines kept."""
+  def rewind(self, step: int, splits_at_step: tuple[str, ...] = ()) -> float:
+    """On resume or rollback, drop lines past `step` (and those of `splits_at_step` at
+    `step`): they are logged again. Returns the largest `wall_seconds` of the lines kept."""
     if not self.active or not os.path.exists(self.path):
       return 0.0
     if self._file is not None:
@@ -59,7 +60,8 @@ class MetricsWriter:
         row = json.loads(line)
       except json.JSONDecodeError:
         continue  # a line cut short by a kill
-      if row.get("step", 0) <= step:
+      at = row.get("step", 0)
+      if at < step or (at == step and row.get("split") not in splits_at_step):
         keep.append(line)
         seconds = max(seconds, float(row.get("wall_seconds", 0.0)))
     tmp = self.path + ".tmp"
@@ -72,6 +74,7 @@ class MetricsWriter:
     return seconds
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+    """Appends one row (step, split, metrics, wall_seconds) and its TensorBoard scalars."""
     if not self.active:
       return
     clean = {k: _to_python(v) for k, v in metrics.items()}
@@ -87,12 +90,14 @@ class MetricsWriter:
         self._tb.add_scalar(f"{split}/{k}", v, step)
 
   def progress(self, step: int, **postfix: Any) -> None:
+    """Moves the progress bar to `step`, showing `postfix`."""
     if self._bar is not None:
       self._bar.update(step - self._bar.n)
       if postfix:
         self._bar.set_postfix({k: _fmt(v) for k, v in postfix.items()}, refresh=False)
 
   def close(self) -> None:
+    """Closes the bar, metrics.jsonl and the TensorBoard writer."""
     if not self.active:
       return
     if self._bar is not None:
@@ -120,6 +125,7 @@ def _fmt(v: Any) -> str:
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """Every row of a run's metrics.jsonl, in order."""
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     return [json.loads(l) for l in f if l.strip()]
 
@@ -128,9 +134,6 @@ def plot_curves(workdir: str, title: str = "") -> str | None:
   """Draws loss and accuracy per split against step into workdir/curves.png."""
   if jax.process_index() != 0:
     return None
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   series: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
   for rec in read_metrics(workdir):
@@ -139,7 +142,8 @@ def plot_curves(workdir: str, title: str = "") -> str | None:
         series[name][rec["split"]].append((rec["step"], rec[name]))
   if not series:
     return None
-  fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.6), squeeze=False)
+  fig = pictures.figure(figsize=(5 * len(series), 3.6))
+  axes = fig.subplots(1, len(series), squeeze=False)
   for ax, (name, by_split) in zip(axes[0], sorted(series.items(), reverse=True)):
     for split, pts in sorted(by_split.items()):
       xs, ys = zip(*pts)
@@ -155,5 +159,4 @@ def plot_curves(workdir: str, title: str = "") -> str | None:
   fig.tight_layout()
   path = os.path.join(workdir, "curves.png")
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return path

@@ -19,6 +19,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deeplearn_jax.errors import UserError
 
+logger = logging.getLogger(__name__)
+
 AXES = ("data", "fsdp", "model")
 BATCH_AXES = ("data", "fsdp")
 # Leaves with fewer elements stay replicated under fsdp: biases, BN scales and scalars
@@ -49,7 +51,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if explicit:
       raise UserError(f"cannot join the multi-process run: {e}") from e
     # No cluster environment was detected: a plain single-process run.
-  logging.info("process %d of %d; %d local / %d global devices (%s)", jax.process_index(),
+  logger.info("process %d of %d; %d local / %d global devices (%s)", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
 
@@ -78,14 +80,17 @@ def make_mesh(mesh_config: ml_collections.ConfigDict) -> Mesh:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batches split along their first axis over the mesh's batch axes."""
   return NamedSharding(mesh, P(BATCH_AXES))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+  """The same value on every device of the mesh."""
   return NamedSharding(mesh, P())
 
 
 def num_batch_shards(mesh: Mesh) -> int:
+  """How many ways a global batch is split (the batch axes' devices)."""
   return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
 
 

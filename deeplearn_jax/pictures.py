@@ -1,4 +1,6 @@
-"""Grids of small images (RBM filters, Gibbs samples) saved as PNG with matplotlib (Agg)."""
+"""Figures saved as PNG: matplotlib figures that leave pyplot's global backend alone
+(so a notebook's inline plots keep working), and grids of small images (RBM filters,
+Gibbs samples)."""
 
 import math
 
@@ -24,17 +26,22 @@ def tile(images: np.ndarray, *, pad: int = 1, normalize_each: bool = False) -> n
   return out
 
 
+def figure(**kwargs):
+  """A matplotlib Figure drawn by the Agg canvas, outside pyplot: saving it needs no
+  display and switches no backend."""
+  from matplotlib.figure import Figure
+  return Figure(**kwargs)
+
+
 def save_grid(path: str, images: np.ndarray, title: str, *, normalize_each: bool = False) -> str:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  """Saves images as one PNG grid with a title."""
 
   grid = tile(images, normalize_each=normalize_each)
-  fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.4))
+  fig = figure(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.4))
+  ax = fig.subplots()
   ax.imshow(np.clip(grid, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
   ax.set_title(title, fontsize=10)
   ax.axis("off")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return path

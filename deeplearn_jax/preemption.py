@@ -17,6 +17,7 @@ from deeplearn_jax.errors import Preempted
 
 class PreemptionWatcher:
 
+  """Notices SIGTERM (one process) or the coordination service's preemption notice."""
   def __init__(self):
     self._flag = False
     self._previous = None
@@ -29,11 +30,13 @@ class PreemptionWatcher:
     self._flag = True
 
   def reached(self, step: int) -> bool:
+    """Whether the run must checkpoint and stop after `step`."""
     if self._multi:
       return multihost_utils.reached_preemption_sync_point(step)
     return self._flag
 
   def close(self) -> None:
+    """Puts back the SIGTERM handler it replaced."""
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
       self._previous = None

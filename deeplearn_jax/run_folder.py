@@ -16,6 +16,8 @@ from deeplearn_jax.checkpoint import Checkpointer, has_checkpoints
 from deeplearn_jax.configs import flatten, to_dict
 from deeplearn_jax.errors import WorkdirError
 
+logger = logging.getLogger(__name__)
+
 # Key prefixes that may change between a run and its resumption: durations, periods,
 # logging, data locations and readers, the NaN policy, and how the model is evaluated
 # (eval.*, test_time_flip: measures taken on the trained state).
@@ -42,7 +44,7 @@ def closing(*parts):
         part.close()
       except Exception as e:
         if failed:  # the run's own error is the one to report
-          logging.warning("closing %s after an error failed too: %s", type(part).__name__, e)
+          logger.warning("closing %s after an error failed too: %s", type(part).__name__, e)
         else:  # raised below, once every part is closed
           first = first or e
     if first is not None:
@@ -50,11 +52,13 @@ def closing(*parts):
 
 
 def default(name: str) -> str:
+  """A new run folder under ./runs/, named for the experiment and the time."""
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
   return os.path.join("runs", f"{name}-{stamp}")
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
+  """Writes JSON beside `path`, then renames it into place: complete or absent."""
   tmp = f"{path}.tmp"
   try:
     with open(tmp, "w", encoding="utf-8") as f:
@@ -76,6 +80,7 @@ def previous_results(workdir: str) -> dict[str, Any]:
 
 
 def check_writable(workdir: str) -> None:
+  """Creates workdir if needed and proves a file can be written there."""
   try:
     os.makedirs(workdir, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test"):
@@ -111,6 +116,14 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, has_checkpoint: boo
                          f"{' ...' if len(diff) > 4 else ''}); use another --workdir")
   if jax.process_index() == 0:
     atomic_write_json(path, new)
+
+
+def start(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Starts a parent run folder (a sweep's, or an experiment's of several stages):
+  checks it is writable and writes config.json. Each child run inside it guards its own
+  checkpoints, so a parent may change (say, a sweep gaining a child) and still resume."""
+  check_writable(workdir)
+  prepare(workdir, config, has_checkpoint=False)
 
 
 def open_run(workdir: str, config: ml_collections.ConfigDict) -> Checkpointer:

@@ -45,27 +45,21 @@ import os
 
 import jax
 import ml_collections
-import numpy as np
 
-from deeplearn_jax import checkpoint, cli, data, metrics
-from deeplearn_jax import run_folder
-from deeplearn_jax.configs import to_dict
+from deeplearn_jax import checkpoint, cli, configs, data, metrics, pictures, run_folder
 from deeplearn_jax.errors import UserError
-from deeplearn_jax.models import rbm
-from deeplearn_jax.train import supervised
-from deeplearn_jax.train import contrastive_divergence
+from deeplearn_jax.train import contrastive_divergence, supervised, sweep
 
-# Keys of this config that the fine-tuning runs (plain supervised runs) do not have.
-DBN_ONLY = ("pretrain", "compare_random_init", "extra_random_inits")
-STAGE_KEYS = ("cd_k", "learning_rate", "momentum_initial", "momentum_final",
-              "momentum_switch_epochs", "weight_decay", "init_std")
+# The learning rule's keys that every RBM of the stack takes from `pretrain`.
+RULE_KEYS = ("cd_k", "learning_rate", "momentum_initial", "momentum_final",
+             "momentum_switch_epochs", "weight_decay", "init_std")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  if variant not in ("", "smoke"):
-    raise ValueError(f"unknown variant {variant!r} of dbn: use :smoke or nothing")
+  _, modifiers = configs.parse_variant(variant)
+  # The fine-tuning's supervised config (init_from is set by the experiment), plus
+  # `pretrain` (every RBM of the stack), compare_random_init and extra_random_inits.
   c = supervised.base_config()
-  del c.init_from                 # the fine-tunings set it themselves
   c.data.name = "mnist"
   c.data.normalize = "unit"       # gray levels as the visible units' probabilities
   c.model = ml_collections.ConfigDict(dict(
@@ -87,8 +81,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   ))
   c.compare_random_init = True    # also fine-tune the same net from a random init ...
   c.extra_random_inits = ("glorot",)  # ... and from these (model.kernel_init names)
-  if variant == "smoke":
-    supervised.make_smoke(c, steps=200)
+  if "smoke" in modifiers:
+    configs.make_smoke(c, steps=200)
     c.model.hidden = (32, 32, 64)
     c.optimizer.learning_rate = 0.5
     c.pretrain.num_epochs = 10.0  # digits: 22 steps of 64 per epoch
@@ -106,22 +100,21 @@ def _validate(config: ml_collections.ConfigDict) -> None:
                     f"{m.get('activation')}")
   if not m.hidden:
     raise UserError("config.model.hidden must name at least one layer to pre-train")
+  if config.init_from:
+    raise UserError("config.init_from is set by the DBN itself (its fine-tunings start "
+                    "from the pre-trained stack or at random); leave it empty")
 
 
 def stage_config(config: ml_collections.ConfigDict, layer: int) -> ml_collections.ConfigDict:
-  """The RBM run of hidden layer `layer`, derived from the DBN config."""
-  c = contrastive_divergence.base_config()
-  for key in ("log_every_steps", "eval_batch_size", "checkpoint_every_steps",
-              "checkpoint_every_epochs", "keep_checkpoints", "nan_policy", "nan_lr_factor",
-              "nan_max_rollbacks", "nan_max_skips", "progress"):
-    c[key] = config[key]
+  """The RBM run of hidden layer `layer`: the DBN's shared keys (periods, NaN policy,
+  mesh, data, ...), `pretrain`'s learning rule, and the layer's width."""
+  c = configs.project(config, contrastive_divergence.base_config())
   c.seed = config.seed + layer
-  c.data = config.data            # recorded; upper layers are fed the features instead
-  c.mesh = config.mesh
   c.batch_size = config.pretrain.batch_size
-  c.num_epochs = config.pretrain.num_epochs
-  c.eval_every_epochs = -1        # the RBMs' measures at the end suffice here
-  for key in STAGE_KEYS:
+  c.num_epochs = config.pretrain.num_epochs  # the length is pretrain's, not fine-tuning's
+  c.num_train_steps, c.min_train_steps = -1, 0
+  c.eval_every_steps, c.eval_every_epochs = -1, -1.0  # the RBMs' measures at the end suffice
+  for key in RULE_KEYS:
     c.rbm[key] = config.pretrain[key]
   c.rbm.num_hidden = config.model.hidden[layer]
   c.eval.ais_num_betas = 0        # log-likelihoods are the RBM experiment's subject
@@ -131,97 +124,80 @@ def stage_config(config: ml_collections.ConfigDict, layer: int) -> ml_collection
   return c
 
 
-def finetune_config(config: ml_collections.ConfigDict, init_from: str):
-  c = ml_collections.ConfigDict({k: v for k, v in to_dict(config).items()
-                                 if k not in DBN_ONLY})
-  c.init_from = init_from
-  c.lock()
-  return c
+def finetune_configs(config: ml_collections.ConfigDict,
+                     stack_dir: str) -> dict[str, ml_collections.ConfigDict]:
+  """The fine-tuning runs: from the stack, and (compare_random_init) the same net and
+  recipe from flax's random init and from each of extra_random_inits."""
+  inits = {"finetune_pretrained": ("", stack_dir)}
+  if config.compare_random_init:
+    inits["finetune_random"] = ("", "")
+    inits.update({f"finetune_random_{k}": (k, "") for k in config.extra_random_inits})
+  out = {}
+  for name, (kernel_init, init_from) in inits.items():
+    c = configs.project(config, supervised.base_config())
+    c.init_from = init_from
+    if kernel_init:
+      c.model.kernel_init = kernel_init
+    c.lock()
+    out[name] = c
+  return out
 
 
-@jax.jit
-def _hidden_probs(params, x):
-  return rbm.hidden_probs(params, x.reshape(x.shape[0], -1))
+def train_one(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset) -> dict:
+  return supervised.run(config, workdir, dataset=dataset).results
 
 
-def features(ds: data.Dataset, params, layer: int, chunk: int = 10000) -> data.Dataset:
-  """p(h|v) of every train and test example: the next RBM's data."""
-
-  def split(s):
-    rows = [np.arange(i, min(len(s), i + chunk)) for i in range(0, len(s), chunk)]
-    out = [np.asarray(_hidden_probs(params, ds.transform(s.gather(r))["input"])) for r in rows]
-    return {"input": np.concatenate(out), "label": s.arrays["label"]}
-
-  return data.from_arrays(f"{ds.name}/h{layer + 1}", split(ds.train), split(ds.test),
-                          ds.num_classes)
+def summarize(runs: dict[str, dict]) -> dict:
+  """test_error_pretrained, test_error_random_init, test_error_random_init_<init>."""
+  return {"test_error_" + name.replace("finetune_random", "random_init")
+          .replace("finetune_", ""): r["test_error"] for name, r in runs.items()}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   _validate(config)
+  stages = [stage_config(config, i) for i in range(len(config.model.hidden))]
+  stack_dir = os.path.join(workdir, "stack")
+  finetunes = finetune_configs(config, stack_dir)
+  run_folder.start(workdir, config)
   ds = data.load(config.data)
-  hidden = config.model.hidden
-  stages = [stage_config(config, i) for i in range(len(hidden))]
-  finetunes = {"pretrained": "finetune_pretrained", "random_init": "finetune_random",
-               **{f"random_init_{k}": f"finetune_random_{k}" for k in config.extra_random_inits}}
-  subdirs = [f"rbm{i}" for i in range(len(hidden))] + list(finetunes.values())
-  run_folder.check_writable(workdir)
-  run_folder.prepare(workdir, config, has_checkpoint=any(
-      checkpoint.has_checkpoints(os.path.join(workdir, d, "checkpoints")) for d in subdirs))
 
-  # -- greedy layer-wise pre-training
+  # -- greedy layer-wise pre-training: each RBM's p(h|v) is the next one's data
   stack, pretrain, layer_data = {}, [], ds
   for i, stage in enumerate(stages):
-    out = contrastive_divergence.run(stage, os.path.join(workdir, f"rbm{i}"), dataset=layer_data)
+    out = contrastive_divergence.run(stage, os.path.join(workdir, f"rbm{i}"),
+                                     dataset=layer_data)
     params = jax.device_get(out.state.params)
-    stack[f"Dense_{i}"] = {"kernel": params["W"], "bias": params["b"]}
+    stack[f"Dense_{i}"] = contrastive_divergence.as_dense(params)
     pretrain.append({k: out.results[k] for k in (
         "test_reconstruction_error", "test_pseudo_log_likelihood", "train_seconds")})
     if i + 1 < len(stages):
-      layer_data = features(layer_data, params, i)
-  stack_dir = os.path.join(workdir, "stack")
+      layer_data = contrastive_divergence.hidden_features(layer_data, params, f"h{i + 1}")
   if not os.path.isdir(stack_dir):
     checkpoint.save_params(stack_dir, stack)
 
-  # -- fine-tuning of the whole stack, and the same net from a random init
-  def finetune(name: str, init_from: str, kernel_init: str = "") -> None:
-    sub = finetune_config(config, init_from)
-    if kernel_init:
-      with sub.unlocked():
-        sub.model.kernel_init = kernel_init
-    runs[name] = supervised.run(sub, os.path.join(workdir, finetunes[name]), dataset=ds).results
+  # -- fine-tuning of the whole stack, and the same net from random inits
+  def more(runs):
+    return {**summarize(runs), "pretrain": pretrain, "stack": stack_dir,
+            "pretrain_seconds": sum(p["train_seconds"] for p in pretrain)}
 
-  runs = {}
-  finetune("pretrained", stack_dir)
-  if config.compare_random_init:
-    finetune("random_init", "")
-    for kernel_init in config.extra_random_inits:
-      finetune(f"random_init_{kernel_init}", "", kernel_init)
-  results = {f"test_error_{name}": r["test_error"] for name, r in runs.items()}
-  results.update(pretrain=pretrain, finetune=runs, stack=stack_dir,
-                 pretrain_seconds=sum(p["train_seconds"] for p in pretrain))
-  if jax.process_index() == 0:
-    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
-    _plot(workdir, {name: finetunes[name] for name in runs})
-  return results
+  return sweep.run(config, workdir, finetunes, train_one, dataset=ds, plot=_plot,
+                   summarize=more)
 
 
-def _plot(workdir: str, runs: dict[str, str]) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+def _plot(workdir: str, runs: dict[str, dict]) -> None:
 
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for name, sub in runs.items():
-    rows = [r for r in metrics.read_metrics(os.path.join(workdir, sub))
+  fig = pictures.figure(figsize=(6, 4))
+  ax = fig.subplots()
+  for name in runs:
+    rows = [r for r in metrics.read_metrics(os.path.join(workdir, name))
             if r["split"] in ("eval", "test")]
     ax.plot([r["step"] for r in rows], [100 * (1 - r["accuracy"]) for r in rows],
-            marker=".", label=name.replace("_", " "))
+            marker=".", label=name.replace("finetune_", "").replace("_", " "))
   ax.set(xlabel="fine-tuning step", ylabel="test error (%)", yscale="log",
          title="DBN pre-training vs random initialisation")
   ax.legend()
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "comparison.png"), dpi=100)
-  plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ VARIANT:  resnet50 (default) | resnet18 | alexnet | mobilenet   ImageNet (TFDS i
           cifar10      the real CIFAR-10 from --config.data.manual_dir, a small fast net
                        (models/fast_cifar.py) and a recipe tuned for a 2-core CPU
           cifar10_gpu  the same net at the width of airbench94, for one GPU
-          smoke        a tiny ResNet on seeded synthetic images, seconds
+          ,smoke appended (or :smoke alone): seeded synthetic 32x32 images, seconds; a tiny
+                       ResNet for the ImageNet variants, fast_cifar at width 8-16-16 for CIFAR
 
 ImageNet recipe (Goyal et al. 2017; Flax's ImageNet example): random-resized crops and
 flips for training, resize + center crop for eval; SGD with Nesterov momentum 0.9,
@@ -46,48 +47,50 @@ CIFAR-10 (:cifar10), the real data, seed 0, 2 cores of an AMD EPYC CPU, JAX 0.10
   :cifar10_gpu is that width in bfloat16, checked on CPU only (no GPU was available).
 """
 
-import os
-
 import ml_collections
 import numpy as np
 
-from deeplearn_jax import checkpoint, cli, data
-from deeplearn_jax import run_folder
-from deeplearn_jax.configs import to_dict
+from deeplearn_jax import cli, configs, data
 from deeplearn_jax.models import fast_cifar
 from deeplearn_jax.train import supervised
 
-VARIANTS = ("resnet50", "resnet18", "alexnet", "mobilenet", "cifar10", "cifar10_gpu", "smoke")
+VARIANTS = ("resnet50", "resnet18", "alexnet", "mobilenet", "cifar10", "cifar10_gpu")
 IMAGENET_MODELS = {"resnet50": "resnet50", "resnet18": "resnet18", "alexnet": "alexnet",
                    "mobilenet": "mobilenet_v1"}
 
 
-def get_config(variant: str = "resnet50") -> ml_collections.ConfigDict:
-  variant = variant or "resnet50"
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r} of imagenet_cnn: use one of "
-                     f"{', '.join(VARIANTS)}")
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  name, modifiers = configs.parse_variant(variant, VARIANTS, default="resnet50")
   c = supervised.base_config()
-  c.variant = variant
   c.whiten_samples = 0            # fast_cifar: images whose 2x2 patches set the first layer
-  if variant in IMAGENET_MODELS:
-    _imagenet(c, IMAGENET_MODELS[variant])
-  elif variant.startswith("cifar10"):
-    _cifar10(c, gpu=variant == "cifar10_gpu")
+  if name in IMAGENET_MODELS:
+    _imagenet(c, IMAGENET_MODELS[name])
   else:
-    _imagenet(c, "cifar_resnet")
-    supervised.make_smoke(c, steps=60)
-    c.data.name = "mock_images"
-    c.data.image_size = 0
-    c.data.augment = "flip_translate"
-    c.model = ml_collections.ConfigDict(dict(name="cifar_resnet", depth=8, width=8))
-    c.dtype = "float32"
-    c.eval_batch_size = 160
-    c.optimizer.learning_rate = 0.1
-    c.optimizer.warmup_epochs = 0.0
-    c.optimizer.warmup_steps = 10
+    _cifar10(c, gpu=name == "cifar10_gpu")
+  if "smoke" in modifiers:
+    _smoke(c)
   c.lock()
   return c
+
+
+def _smoke(c: ml_collections.ConfigDict) -> None:
+  """Seconds on seeded synthetic 32x32 images: a tiny ResNet for the ImageNet
+  variants, the fast CIFAR net at a tiny width for the CIFAR ones."""
+  configs.make_smoke(c, steps=60)
+  c.data.name = "mock_images"
+  c.data.image_size = 0
+  c.data.augment = "flip_translate"
+  c.dtype = "float32"
+  c.eval_batch_size = 160
+  c.optimizer.warmup_epochs = 0.0
+  if c.model.name == "fast_cifar":
+    c.model.widths = (8, 16, 16)
+    c.whiten_samples = 200
+    c.num_train_steps, c.checkpoint_every_steps = 40, 20
+  else:
+    c.model = ml_collections.ConfigDict(dict(name="cifar_resnet", depth=8, width=8))
+    c.optimizer.learning_rate = 0.1
+    c.optimizer.warmup_steps = 10
 
 
 def _imagenet(c: ml_collections.ConfigDict, model: str) -> None:
@@ -142,25 +145,21 @@ def _cifar10(c: ml_collections.ConfigDict, gpu: bool) -> None:
   c.optimizer.frozen = ("whiten/kernel",)
 
 
-def whitening(config: ml_collections.ConfigDict, ds: data.Dataset, workdir: str) -> str:
-  """Saves the data-derived first-layer filters of fast_cifar once; returns their path."""
-  path = os.path.join(workdir, "whitening")
-  if not os.path.isdir(path):
-    n = min(config.whiten_samples, len(ds.train))
-    rows = np.random.default_rng(config.seed).choice(len(ds.train), n, replace=False)
-    images = ds.transform(ds.train.gather(np.sort(rows)))["input"]
-    checkpoint.save_params(path, {"whiten": {"kernel": fast_cifar.whitening_kernel(images)}})
-  return path
+def whitening(config: ml_collections.ConfigDict, ds: data.Dataset) -> dict | None:
+  """fast_cifar's first-layer filters, computed from `whiten_samples` training images
+  drawn with the run's seed (a pure function of config and data, so a resume computes
+  the same ones); None when the model takes none."""
+  if config.whiten_samples <= 0 or config.model.name != "fast_cifar":
+    return None
+  n = min(config.whiten_samples, len(ds.train))
+  rows = np.random.default_rng(config.seed).choice(len(ds.train), n, replace=False)
+  images = ds.transform(ds.train.gather(np.sort(rows)))["input"]
+  return {"whiten": {"kernel": fast_cifar.whitening_kernel(images)}}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ds = data.load(config.data)
-  if config.whiten_samples > 0 and config.model.name == "fast_cifar":
-    run_folder.check_writable(workdir)
-    config = ml_collections.ConfigDict(to_dict(config))
-    config.init_from = whitening(config, ds, workdir)
-    config.lock()
-  return supervised.run(config, workdir, dataset=ds).results
+  return supervised.run(config, workdir, dataset=ds, init_params=whitening(config, ds)).results
 
 
 if __name__ == "__main__":

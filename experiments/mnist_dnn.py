@@ -26,20 +26,14 @@ falling), so it does not yet show the paper's gain at this budget.
 
 import ml_collections
 
-from deeplearn_jax import cli
+from deeplearn_jax import cli, configs
 from deeplearn_jax.train import supervised
 
 VARIANTS = ("plain", "l2", "l1", "dropout", "dropout_maxnorm")
 
 
 def get_config(variant: str = "dropout") -> ml_collections.ConfigDict:
-  parts = (variant or "dropout").split(",")
-  smoke = "smoke" in parts
-  names = [p for p in parts if p != "smoke"] or ["dropout"]
-  name = names[0]
-  if len(names) > 1 or name not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r} of mnist_dnn: use one of "
-                     f"{', '.join(VARIANTS)} (append ',smoke' for a seconds-long run)")
+  name, modifiers = configs.parse_variant(variant, VARIANTS, default="dropout")
   c = supervised.base_config()
   c.variant = name
   c.data.name = "mnist"
@@ -62,16 +56,14 @@ def get_config(variant: str = "dropout") -> ml_collections.ConfigDict:
   if name == "dropout_maxnorm":
     c.max_norm = 3.5
     c.optimizer.learning_rate = 0.1
-  if smoke:
-    supervised.make_smoke(c, steps=80)
+  if "smoke" in modifiers:
+    configs.make_smoke(c, steps=80)
     c.model.hidden = (64, 64)
   c.lock()
   return c
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  return supervised.train_and_evaluate(config, workdir)
-
+train_and_evaluate = supervised.train_and_evaluate
 
 if __name__ == "__main__":
   cli.run(__file__, "mnist_dnn", train_and_evaluate)

@@ -45,19 +45,15 @@ measurable in 5 epochs: the AdamW claim needs longer training to test.
 
 import os
 
-import jax
 import ml_collections
 
-from deeplearn_jax import cli, data, metrics
-from deeplearn_jax import run_folder
+from deeplearn_jax import cli, configs, metrics, pictures
 from deeplearn_jax.errors import UserError
-from deeplearn_jax.train import optimizers, supervised
+from deeplearn_jax.train import optimizers, supervised, sweep
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  parts = [p for p in (variant or "").split(",") if p]
-  if any(p != "smoke" for p in parts):
-    raise ValueError(f"unknown variant {variant!r} of optimizers: use smoke")
+  _, modifiers = configs.parse_variant(variant)
   # The top level is every run's supervised config; `optimizers` holds what differs.
   c = supervised.base_config()
   c.data.name = "mnist"
@@ -65,8 +61,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.batch_size = 128
   c.num_epochs = 5.0
   c.eval_every_epochs = 0.5
-  # Shared optimizer settings (schedule, b1, b2, eps, ...); name and learning rate per run.
-  del c.optimizer["name"], c.optimizer["learning_rate"]
+  # `optimizer` holds the settings all runs share (schedule, b1, b2, eps, ...); each
+  # run's entry below replaces its name, learning rate and whatever else it names.
   c.optimizers = ml_collections.ConfigDict(dict(
       sgd=dict(learning_rate=0.1),
       momentum=dict(learning_rate=0.05, momentum=0.9),
@@ -75,18 +71,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       adam=dict(learning_rate=1e-3),
       adamw=dict(learning_rate=1e-3, weight_decay=0.01),
   ))
-  if "smoke" in parts:
-    supervised.make_smoke(c, steps=60)
+  if "smoke" in modifiers:
+    configs.make_smoke(c, steps=60)
     c.checkpoint_every_steps = -1
     c.checkpoint_every_epochs = -1.0  # only at the end
     c.eval_every_steps = 30
     c.model.hidden = (64, 64)
   c.lock()
   return c
-
-
-def run_names(config: ml_collections.ConfigDict) -> list[str]:
-  return [n for n in optimizers.NAMES if n in config.optimizers]
 
 
 def run_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
@@ -102,15 +94,14 @@ def run_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.C
   return c
 
 
-def plot_curves(path: str, workdirs: dict[str, str]) -> None:
-  """Train loss (log scale) and test accuracy against step, one line per optimizer."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+def plot_curves(workdir: str, runs: dict[str, dict]) -> None:
+  """curves.png: train loss (log scale) and test accuracy against step, one line per
+  optimizer."""
 
-  fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-  for i, (name, workdir) in enumerate(workdirs.items()):
-    records = metrics.read_metrics(workdir)
+  fig = pictures.figure(figsize=(11, 4))
+  loss_ax, acc_ax = fig.subplots(1, 2)
+  for i, name in enumerate(runs):
+    records = metrics.read_metrics(os.path.join(workdir, name))
     train = [(r["step"], r["loss"]) for r in records if r["split"] == "train"]
     test = [(r["step"], r["accuracy"]) for r in records if r["split"] in ("eval", "test")]
     loss_ax.plot(*zip(*train), color=f"C{i}", label=name)
@@ -123,26 +114,20 @@ def plot_curves(path: str, workdirs: dict[str, str]) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  fig.savefig(os.path.join(workdir, "curves.png"), dpi=110)
+
+
+def train_one(config: ml_collections.ConfigDict, workdir: str, dataset) -> dict:
+  """One optimizer's run and the figures the comparison keeps of it."""
+  res = supervised.run(config, workdir, dataset=dataset).results
+  return {**{k: res[k] for k in ("test_accuracy", "final_train_loss", "train_seconds")},
+          "learning_rate": config.optimizer.learning_rate}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  configs = {name: run_config(config, name) for name in run_names(config)}
-  run_folder.check_writable(workdir)
-  run_folder.prepare(workdir, config, has_checkpoint=False)
-  runs, workdirs = {}, {}
-  ds = data.load(config.data)  # decoded once for all six runs
-  for name, sub in configs.items():
-    workdirs[name] = os.path.join(workdir, name)
-    res = supervised.run(sub, workdirs[name], dataset=ds).results
-    runs[name] = {k: res[k] for k in ("test_accuracy", "final_train_loss", "train_seconds")}
-    runs[name]["learning_rate"] = sub.optimizer.learning_rate
-  results = {"runs": runs}
-  if jax.process_index() == 0:  # only process 0 writes metrics.jsonl
-    plot_curves(os.path.join(workdir, "curves.png"), workdirs)
-    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
-  return results
+  children = {name: run_config(config, name) for name in optimizers.NAMES
+              if name in config.optimizers}
+  return sweep.run(config, workdir, children, train_one, plot=plot_curves)
 
 
 if __name__ == "__main__":

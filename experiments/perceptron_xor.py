@@ -23,8 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deeplearn_jax import cli, metrics
-from deeplearn_jax import run_folder
+from deeplearn_jax import cli, configs, metrics, pictures, run_folder
 from deeplearn_jax.data import embedded
 from deeplearn_jax.models import perceptron
 from deeplearn_jax.train import supervised
@@ -33,6 +32,7 @@ TABLES = ("and", "or", "xor")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  _, modifiers = configs.parse_variant(variant)
   # The top level is the MLP's supervised config; `perceptron` holds the rule's knobs.
   c = supervised.base_config()
   c.data.name = "xor"
@@ -51,32 +51,18 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.perceptron = ml_collections.ConfigDict(dict(
       epochs=20, learning_rate=1.0,
       search_grid=41))              # weights tried per axis in the exhaustive search
-  if variant == "smoke":
+  if "smoke" in modifiers:
     c.num_train_steps = 200
     c.progress = False
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of perceptron_xor: use smoke")
   c.lock()
   return c
 
 
-def best_threshold_unit(rows: dict[str, np.ndarray], grid_size: int) -> float:
-  """Best accuracy of ANY single threshold unit step(w.x + b) on the table, by
-  exhaustive search over a weight grid: Minsky & Papert's limit, measured."""
-  ws = jnp.linspace(-2.0, 2.0, grid_size)
-  w1, w2, b = (a.reshape(-1) for a in jnp.meshgrid(ws, ws, ws))
-  x, y = jnp.asarray(rows["input"]), jnp.asarray(rows["label"])
-  pred = (x[:, 0:1] * w1 + x[:, 1:2] * w2 + b > 0).astype(jnp.int32)  # [4, grid^3]
-  return float(jnp.max(jnp.mean(pred == y[:, None], axis=0)))
-
-
 def _plot(path: str, boundaries: dict[str, tuple[np.ndarray, float]]) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
-  fig, axes = plt.subplots(1, len(boundaries), figsize=(3.2 * len(boundaries), 3.4))
+  fig = pictures.figure(figsize=(3.2 * len(boundaries), 3.4))
+  axes = fig.subplots(1, len(boundaries))
   for ax, (title, (grid, acc)) in zip(axes, boundaries.items()):
     table = title.split()[-1]
     ax.imshow(grid, origin="lower", extent=(-0.5, 1.5, -0.5, 1.5), cmap="coolwarm",
@@ -88,12 +74,10 @@ def _plot(path: str, boundaries: dict[str, tuple[np.ndarray, float]]) -> None:
     ax.set_yticks([0, 1])
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  run_folder.check_writable(workdir)
-  run_folder.prepare(workdir, config, has_checkpoint=False)
+  run_folder.start(workdir, config)
   axis = np.linspace(-0.5, 1.5, 101, dtype=np.float32)
   grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
   results, boundaries = {}, {}
@@ -112,8 +96,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     boundaries[f"perceptron {table}"] = (
         np.asarray(perceptron.predict(params, grid)).reshape(len(axis), -1), acc)
   writer.close()
-  results["best_threshold_unit_xor"] = best_threshold_unit(
-      embedded.truth_table("xor")["train"], grid_size=config.perceptron.search_grid)
+  xor = embedded.truth_table("xor")["train"]
+  results["best_threshold_unit_xor"] = perceptron.best_threshold_unit(
+      xor["input"], xor["label"], grid_size=config.perceptron.search_grid)
 
   mlp = supervised.run(config, os.path.join(workdir, "mlp_xor"))
   results["mlp_xor"] = mlp.results["test_accuracy"]

@@ -32,19 +32,14 @@ Outputs:  results.json (test_log_likelihood_ais and its +-3 std bounds, log_z_ai
 
 import ml_collections
 
-from deeplearn_jax import cli
-from deeplearn_jax.train import supervised
+from deeplearn_jax import cli, configs
 from deeplearn_jax.train import contrastive_divergence
 
 VARIANTS = ("cd1", "cd25", "pcd")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  parts = [p for p in (variant or "cd1").split(",") if p]
-  names = [p for p in parts if p != "smoke"] or ["cd1"]
-  if len(names) > 1 or names[0] not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r} of rbm: use one of {', '.join(VARIANTS)} "
-                     "(append ',smoke' for a seconds-long run)")
+  name, modifiers = configs.parse_variant(variant, VARIANTS, default="cd1")
   c = contrastive_divergence.base_config()
   c.data.name = "mnist"
   c.batch_size = 100              # S&M 2008 and Hinton's guide: mini-batches of 100
@@ -56,18 +51,18 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.rbm.weight_decay = 2e-4
   c.eval.ais_num_betas = 14500    # as many as S&M 2008 (theirs denser near beta = 1; ours linear)
   c.eval.ais_num_chains = 100     # S&M 2008: 100 AIS runs
-  if names[0] != "cd1":
+  if name != "cd1":
     # Sharper models: AIS weights grow heavy-tailed, so more runs than S&M's 100.
     c.eval.ais_num_chains = 1000
-  if names[0] == "cd25":
+  if name == "cd25":
     c.rbm.cd_k = 25
-  elif names[0] == "pcd":
+  elif name == "pcd":
     c.rbm.pcd = True
     c.rbm.num_chains = 100        # as many fantasy particles as examples in a batch
     c.rbm.learning_rate = 0.02    # the particles follow the model only if it moves slowly,
     c.rbm.momentum_final = 0.5    # and high momentum makes the two chase each other (oscillates)
-  if "smoke" in parts:
-    supervised.make_smoke(c, steps=120)  # digits, batch 64, checkpoints at 40, 80, 120
+  if "smoke" in modifiers:
+    configs.make_smoke(c, steps=120)  # digits, batch 64, checkpoints at 40, 80, 120
     c.eval_every_steps = 60
     c.rbm.num_hidden = 16         # 2^16 hidden states: exact log Z to hold AIS against
     c.rbm.learning_rate = 0.2     # tiny weights need a push to break symmetry in 120 steps
@@ -81,9 +76,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   return c
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  return contrastive_divergence.train_and_evaluate(config, workdir)
-
+train_and_evaluate = contrastive_divergence.train_and_evaluate
 
 if __name__ == "__main__":
   cli.run(__file__, "rbm", train_and_evaluate)

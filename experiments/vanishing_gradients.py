@@ -84,13 +84,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from deeplearn_jax import cli, data, metrics, models
-from deeplearn_jax import run_folder
+from deeplearn_jax import cli, configs, data, metrics, models, pictures
 from deeplearn_jax.errors import TrainingDiverged, UserError
 from deeplearn_jax.models import mlp
-from deeplearn_jax.train import losses, supervised
+from deeplearn_jax.train import inputs, supervised, sweep
 from deeplearn_jax.train.state import make_init
-from deeplearn_jax.train.steps import kernel_grad_norms
+from deeplearn_jax.train.steps import layer_grad_norms
 
 # A configuration's name: activation_init[_bn][_res]_dDEPTH, e.g. relu_he_bn_d20.
 NAME = re.compile(r"(?P<activation>[a-z]+)_(?P<init>[a-z]+)(?P<bn>_bn)?(?P<res>_res)?"
@@ -98,9 +97,7 @@ NAME = re.compile(r"(?P<activation>[a-z]+)_(?P<init>[a-z]+)(?P<bn>_bn)?(?P<res>_
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  parts = [p for p in (variant or "").split(",") if p]
-  if any(p != "smoke" for p in parts):
-    raise ValueError(f"unknown variant {variant!r} of vanishing_gradients: use smoke")
+  _, modifiers = configs.parse_variant(variant)
   # The top level is every run's supervised config; `grid` says which runs there are.
   c = supervised.base_config()
   c.data.name = "mnist"
@@ -121,8 +118,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
              "sigmoid_naive_bn_d20", "sigmoid_naive_res_d20", "relu_glorot_d30",
              "relu_he_d30"),
   ))
-  if "smoke" in parts:
-    supervised.make_smoke(c, steps=30)
+  if "smoke" in modifiers:
+    configs.make_smoke(c, steps=30)
     c.checkpoint_every_steps = -1
     c.checkpoint_every_epochs = -1.0  # only at the end
     c.optimizer.learning_rate = 0.05
@@ -181,15 +178,8 @@ def init_grad_norms(model, dataset: data.Dataset, config: ml_collections.ConfigD
   """Each layer's gradient norm (input layer first) of the cross-entropy at the run's
   initial parameters (same seed, same init) on the run's first training batch."""
   state = make_init(model, optax.identity(), dataset.input_shape, config.seed)()
-  batch = next(supervised.train_batches(config, dataset, 0, 1))
-
-  def loss(params):
-    # Training mode, as the first step sees it: batch norm uses the batch's statistics.
-    logits, _ = model.apply({"params": params, "batch_stats": state.batch_stats},
-                            batch["input"], train=True, mutable=["batch_stats"])
-    return losses.cross_entropy(logits, batch["label"]).mean()
-
-  return by_layer(jax.device_get(kernel_grad_norms(jax.grad(loss)(state.params))))
+  batch = next(inputs.train_batches(config, dataset, 0, 1))
+  return by_layer(jax.device_get(layer_grad_norms(model, config, state, batch)))
 
 
 def by_layer(norms: dict) -> list[float]:
@@ -210,9 +200,6 @@ def end_grad_norms(workdir: str) -> list[float]:
 def plot_grad_norms(path: str, runs: dict[str, dict]) -> None:
   """One panel per family (the name without its depth): each depth's per-layer gradient
   norms at initialisation (solid) and at the end of training (dashed), log scale."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   families: dict[str, list[str]] = {}
   for name in runs:
@@ -220,8 +207,8 @@ def plot_grad_norms(path: str, runs: dict[str, dict]) -> None:
   cols = 4
   rows = -(-len(families) // cols)
   # One y scale for all, so a flat line and a vanishing one look like what they are.
-  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False,
-                           sharey=True)
+  fig = pictures.figure(figsize=(4.2 * cols, 3.2 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
   for ax, (family, names) in zip(axes.flat, families.items()):
     for i, name in enumerate(names):
       r = runs[name]
@@ -243,33 +230,31 @@ def plot_grad_norms(path: str, runs: dict[str, dict]) -> None:
   fig.suptitle("per-layer gradient norms: at init (solid), end of training (dashed)")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
+
+
+def train_one(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset) -> dict:
+  """One configuration: its gradient norms at init, then its training. A net whose
+  loss explodes is a result here, not a failure."""
+  model = models.create(config.model, dataset.num_classes, config.dtype)
+  out = {"grad_norm_init": init_grad_norms(model, dataset, config)}
+  try:
+    res = supervised.run(config, workdir, dataset=dataset).results
+  except TrainingDiverged as e:
+    return {**out, "test_accuracy": None, "diverged": str(e)}
+  return {**out, "test_accuracy": res["test_accuracy"],
+          "final_train_loss": res["final_train_loss"]}
+
+
+def plot(workdir: str, runs: dict[str, dict]) -> None:
+  """grad_norms.png, with each run's gradient norms at the end read from its log."""
+  for name, r in runs.items():
+    r["grad_norm_end"] = end_grad_norms(os.path.join(workdir, name))
+  plot_grad_norms(os.path.join(workdir, "grad_norms.png"), runs)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  names = run_names(config.grid)
-  configs = {name: run_config(config, name) for name in names}  # every name checked first
-  run_folder.check_writable(workdir)
-  run_folder.prepare(workdir, config, has_checkpoint=False)
-  runs = {}
-  ds = data.load(config.data)  # decoded once for every configuration
-  for name, sub in configs.items():
-    model = models.create(sub.model, ds.num_classes, sub.dtype)
-    runs[name] = {"grad_norm_init": init_grad_norms(model, ds, sub)}
-    try:
-      res = supervised.run(sub, os.path.join(workdir, name), dataset=ds).results
-    except TrainingDiverged as e:  # an exploding net is a result here, not a failure
-      runs[name].update(test_accuracy=None, diverged=str(e))
-      continue
-    runs[name].update(test_accuracy=res["test_accuracy"],
-                      final_train_loss=res["final_train_loss"])
-  results = {"runs": runs}
-  if jax.process_index() == 0:  # only process 0 writes metrics.jsonl
-    for name, r in runs.items():
-      r["grad_norm_end"] = end_grad_norms(os.path.join(workdir, name))
-    plot_grad_norms(os.path.join(workdir, "grad_norms.png"), runs)
-    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
-  return results
+  children = {name: run_config(config, name) for name in run_names(config.grid)}
+  return sweep.run(config, workdir, children, train_one, plot=plot)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import os
 import jax
 import pytest
 
+from deeplearn_jax import data, metrics
+
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_compilation_cache_dir", os.environ.get(
     "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/deeplearn_jax/xla")))
@@ -26,6 +28,39 @@ def override(config, **overrides):
     target[last] = value
   config.lock()
   return config
+
+
+def smoke_config(module, variant: str = "smoke", **overrides):
+  """An experiment's config for `variant` with `overrides` applied."""
+  return override(module.get_config(variant), **overrides)
+
+
+def train_losses(workdir) -> list[tuple[int, float]]:
+  """(step, loss) of every train row a run logged."""
+  return [(r["step"], r["loss"]) for r in metrics.read_metrics(workdir) if r["split"] == "train"]
+
+
+def patch_batches(monkeypatch, edit) -> None:
+  """Wraps every trainer's training stream: edit(step, batch) may change it or raise
+  (a crash, a NaN input) at a chosen step."""
+  original = data.train_batches
+
+  def wrapped(*args, start_step, **kwargs):
+    for step, batch in enumerate(original(*args, start_step=start_step, **kwargs), start_step):
+      yield edit(step, batch)
+
+  monkeypatch.setattr(data, "train_batches", wrapped)
+
+
+def crash_at(step: int):
+  """An edit for patch_batches: a simulated crash when batch `step` is drawn."""
+
+  def edit(s, batch):
+    if s == step:
+      raise RuntimeError("simulated crash")
+    return batch
+
+  return edit
 
 
 def cli_env(tmp_path, devices: int = 1) -> dict[str, str]:

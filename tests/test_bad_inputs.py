@@ -1,6 +1,7 @@
-"""Bad input as a user meets it, through the real command line: every case gives one
-line starting with `error:`, a non-zero exit, no traceback, and leaves the workdir as
-it was (or never creates it)."""
+"""Bad input as a user meets it: every case gives one clear line (through the command
+line: `error: ...`, exit code 2, no traceback) and leaves the workdir as it was (or
+never creates it). Most cases run in-process through the command line's own config
+parser (cli.load_config); a few go through the real command line end to end."""
 
 import gzip
 import json
@@ -12,6 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
+from deeplearn_jax import cli
+from deeplearn_jax.errors import UserError
+from experiments import lenet
 
 
 def _run(args, tmp_path, expect_ok=False, devices=1):
@@ -53,29 +57,70 @@ BAD_FLAGS = [
     (["--config.optimizer.learning_rate=fast"], "--config.optimizer.learning_rate=fast"),
     (["--config.batch_size=0"], "batch_size must be positive"),
     (["--config.batch_size=-8"], "batch_size must be positive"),
-    (["--config.mesh.data=3"], "needs 3 devices; there are 1"),
+    (["--config.batch_size=63"], "batch_size=63 is not divisible by the 8 devices"),
+    (["--config.mesh.data=16"], "needs 16 devices; there are 8"),
     (["--config.nan_policy=ignore"], "nan_policy must be one of"),
     (["--config.optimizer.schedule=exp"], "schedule must be one of"),
     (["--config.data.normalize=zscore"], "normalize must be"),
     (["--config.model.widht=3"], "unknown config key config.model.widht"),
+    (["--config.model.conv=fft"], "conv must be one of auto, im2col, lax"),
     (["--config.data.name=imagenot"], "unknown dataset 'imagenot'"),
     (["--config.model.name=vgg99"], "unknown model 'vgg99'"),
-    (["--config=experiments/lenet.py:bogus"], "unknown variant 'bogus'"),
-    (["--config=experiments/nofile.py"], "nofile.py"),
     (["--config.optimizer.name=lbfgs"], "optimizer.name must be one of"),
     (["--config.init_from=/no/such/stack"], "cannot load parameters from /no/such/stack"),
 ]
 
 
 @pytest.mark.parametrize("flags,message", BAD_FLAGS, ids=[m for _, m in BAD_FLAGS])
-def test_bad_flags_give_one_line(flags, message, tmp_path):
+def test_bad_flags_are_one_clear_error_before_anything_is_written(flags, message, tmp_path):
+  """In-process, through the command line's own config parser (cli.load_config)."""
   wd = tmp_path / "run"
-  proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke", *flags,
-               f"--workdir={wd}"], tmp_path)
-  _assert_clean_error(proc, message)
+  with pytest.raises(UserError) as err:
+    lenet.train_and_evaluate(cli.load_config("experiments/lenet.py:smoke", flags), str(wd))
+  assert message in str(err.value) and "\n" not in str(err.value)
   assert not wd.exists()
 
 
+@pytest.mark.parametrize("spec,message", [
+    ("experiments/lenet.py:bogus", "unknown variant 'bogus'"),
+    ("experiments/mnist_dnn.py:plain,l2", "unknown variant 'plain,l2'"),
+    ("experiments/nofile.py", "nofile.py"),
+])
+def test_bad_variants_and_files_are_one_clear_error(spec, message):
+  with pytest.raises(UserError, match=message):
+    cli.load_config(spec)
+
+
+def test_variants_combine_with_smoke_in_every_experiment():
+  """One parser: `:NAME,smoke` works wherever `:NAME` does."""
+  for spec, name in [("lenet.py:paper,smoke", "lenet5"), ("mnist_dnn.py:l2,smoke", "mlp"),
+                     ("rbm.py:pcd,smoke", None), ("imagenet_cnn.py:cifar10,smoke", "fast_cifar"),
+                     ("optimizers.py:smoke", "mlp"), ("dbn.py:smoke", "mlp")]:
+    config = cli.load_config(f"experiments/{spec}")
+    assert config.data.name in ("digits", "mock_images"), spec
+    if name:
+      assert config.model.name == name, spec
+  assert cli.load_config("experiments/lenet.py:paper,smoke").model.activation == "tanh"
+  assert cli.load_config("experiments/rbm.py:pcd,smoke").rbm.pcd
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags,message", [
+    (["--config.nosuch=1"], "unknown config key config.nosuch"),
+    (["--config.batch_size=abc"], "--config.batch_size=abc"),
+    (["--config=experiments/lenet.py:bogus"], "unknown variant 'bogus'"),
+    (["--config.batch_size=63"], "batch_size=63 is not divisible by the 2 devices"),
+])
+def test_bad_flags_through_the_real_command_line(flags, message, tmp_path):
+  wd = tmp_path / "run"
+  proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke", *flags,
+               f"--workdir={wd}"], tmp_path, devices=2)
+  _assert_clean_error(proc, message)
+  assert proc.returncode == 2
+  assert not wd.exists()
+
+
+@pytest.mark.slow
 def test_unknown_key_without_a_config_flag(tmp_path):
   # With no --config the default file loads while the flag is defined: same one line.
   proc = _run(["experiments.lenet", "--config.nosuch=1", f"--workdir={tmp_path / 'r'}"],
@@ -84,36 +129,37 @@ def test_unknown_key_without_a_config_flag(tmp_path):
   assert proc.returncode == 2
 
 
-def test_batch_not_divisible_by_the_devices(tmp_path):
-  proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke",
-               "--config.batch_size=63", f"--workdir={tmp_path / 'r'}"], tmp_path, devices=2)
-  _assert_clean_error(proc, "batch_size=63 is not divisible by the 2 devices")
-  assert not (tmp_path / "r").exists()
-
-
 def _idx(path, magic, dims, payload):
   with gzip.open(path, "wb") as f:
     f.write(np.array([magic, *dims], ">i4").tobytes() + payload)
 
 
-def test_missing_corrupt_and_truncated_data_files(tmp_path):
+def test_missing_corrupt_and_truncated_data_files(tmp_path, monkeypatch):
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
   manual = tmp_path / "manual"
   folder = manual / "mnist"
-  cmd = ["experiments.lenet", f"--config.data.manual_dir={manual}", f"--workdir={tmp_path / 'r'}"]
-  _assert_clean_error(_run(cmd, tmp_path), "mnist does not exist")
+  wd = tmp_path / "r"
+
+  def error():
+    config = cli.load_config("experiments/lenet.py", [f"--config.data.manual_dir={manual}"])
+    with pytest.raises(UserError) as err:
+      lenet.train_and_evaluate(config, str(wd))
+    return str(err.value)
+
+  assert "mnist does not exist" in error()
   folder.mkdir(parents=True)
-  _assert_clean_error(_run(cmd, tmp_path), "missing data file")
+  assert "missing data file" in error()
   images = folder / "train-images-idx3-ubyte.gz"
   images.write_bytes(b"\x1f\x8b\x08\x00cut")  # a gzip header and nothing else
-  _assert_clean_error(_run(cmd, tmp_path), "corrupt data file")
+  assert "corrupt data file" in error()
   _idx(images, 2051, (60000, 28, 28), bytes(1000))  # valid header, payload cut short
-  proc = _run(cmd, tmp_path)
-  _assert_clean_error(proc, "train-images-idx3-ubyte.gz")
-  assert "truncated" in proc.stderr
-  assert not (tmp_path / "r").exists()
+  message = error()
+  assert "train-images-idx3-ubyte.gz" in message and "truncated" in message
+  assert not wd.exists()
   assert not list((tmp_path / "tfds").glob("mnist/*/dataset_info.json"))
 
 
+@pytest.mark.slow
 def test_unwritable_workdir_and_foreign_checkpoint(tmp_path):
   (tmp_path / "file").write_text("x")
   proc = _run(["experiments.lenet", "--config=experiments/lenet.py:smoke",
@@ -131,6 +177,7 @@ def test_unwritable_workdir_and_foreign_checkpoint(tmp_path):
   assert json.loads((wd / "config.json").read_text())["model"]["name"] == "mlp"
 
 
+@pytest.mark.slow
 def test_garbage_config_json_is_refused_and_kept(tmp_path):
   wd = tmp_path / "run"
   wd.mkdir()

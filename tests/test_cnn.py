@@ -11,15 +11,14 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from deeplearn_jax import data, models, parallel
-from deeplearn_jax.checkpoint import Checkpointer
+from deeplearn_jax import configs, models, parallel
+from deeplearn_jax.checkpoint import saved_steps
 from deeplearn_jax.models.alexnet import local_response_norm
 from deeplearn_jax.models.mobilenet import LAYERS
 from deeplearn_jax.models.resnet import BasicBlock, BottleneckBlock
 from deeplearn_jax.train import supervised
 from deeplearn_jax.train.state import make_init, num_params
-from conftest import override
-from test_train import _train_losses
+from conftest import crash_at, override, patch_batches, train_losses
 
 
 def _model(name, num_classes=1000, dtype="float32", **fields):
@@ -281,7 +280,7 @@ def _config(model, steps, **overrides):
   c = supervised.base_config()
   c.model = ml_collections.ConfigDict(model)
   c.optimizer.name, c.optimizer.learning_rate = "adam", 1e-3
-  supervised.make_smoke(c, steps=steps)
+  configs.make_smoke(c, steps=steps)
   c.log_every_steps = 2
   c.eval_every_epochs = -1
   return override(c, **overrides)
@@ -292,10 +291,10 @@ def test_fsdp_training_matches_data_parallel_and_one_device(tmp_path):
   meshes = {"one": dict(data=1), "dp8": dict(data=8), "dp2_fsdp4": dict(data=2, fsdp=4)}
   runs = {k: supervised.run(_config(mlp, 20, mesh=ml_collections.ConfigDict(m)),
                             str(tmp_path / k)) for k, m in meshes.items()}
-  ref = _train_losses(tmp_path / "one")
+  ref = train_losses(tmp_path / "one")
   assert len(ref) == 10 and ref[-1][1] < ref[0][1]
   for k in meshes:
-    losses = _train_losses(tmp_path / k)
+    losses = train_losses(tmp_path / k)
     assert [s for s, _ in losses] == [s for s, _ in ref]
     np.testing.assert_allclose([l for _, l in losses], [l for _, l in ref], rtol=1e-5,
                                err_msg=k)
@@ -307,18 +306,6 @@ def test_fsdp_training_matches_data_parallel_and_one_device(tmp_path):
   assert _spec(runs["dp8"].state.params["Dense_1"]["kernel"]) == (None, None)
 
 
-def _patch_batches(monkeypatch, crash_at):
-  original = data.train_batches
-
-  def wrapped(*args, start_step, **kwargs):
-    for step, batch in enumerate(original(*args, start_step=start_step, **kwargs), start_step):
-      if step == crash_at:
-        raise RuntimeError("simulated crash")
-      yield batch
-
-  monkeypatch.setattr(data, "train_batches", wrapped)
-
-
 def test_bn_model_resumes_with_identical_params_and_batch_stats(tmp_path, monkeypatch):
   """A cifar_resnet (BN) run under fsdp, crashed after a checkpoint and resumed."""
   resnet = dict(name="cifar_resnet", depth=8, width=16, shortcut="projection")
@@ -326,14 +313,14 @@ def test_bn_model_resumes_with_identical_params_and_batch_stats(tmp_path, monkey
   ref = supervised.run(config, str(tmp_path / "ref"))
   assert "fsdp" in _spec(ref.state.params["stage3_block1"]["conv2"]["kernel"])
   with monkeypatch.context() as m:
-    _patch_batches(m, crash_at=10)  # between the checkpoints of steps 8 and 12
+    patch_batches(m, crash_at(10))  # between the checkpoints of steps 8 and 12
     with pytest.raises(RuntimeError, match="simulated crash"):
       supervised.run(config, str(tmp_path / "run"))
-  assert Checkpointer(str(tmp_path / "run" / "checkpoints")).steps() == [4, 8]
+  assert saved_steps(str(tmp_path / "run" / "checkpoints")) == [4, 8]
   resumed = supervised.run(config, str(tmp_path / "run"))
   for part in ("params", "batch_stats", "opt_state"):
     same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
                         getattr(ref.state, part), getattr(resumed.state, part))
     assert all(jax.tree.leaves(same)), f"resumed {part} differ from the uninterrupted run"
   assert not np.allclose(ref.state.batch_stats["stem_bn"]["mean"], 0.0)  # stats were updated
-  assert _train_losses(tmp_path / "run") == _train_losses(tmp_path / "ref")
+  assert train_losses(tmp_path / "run") == train_losses(tmp_path / "ref")

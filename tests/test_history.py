@@ -15,14 +15,9 @@ import pytest
 from deeplearn_jax import data, metrics, models
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models.mlp import MLP
-from conftest import override
+from conftest import smoke_config
 from experiments import optimizers as optimizers_exp
 from experiments import vanishing_gradients as vg
-
-
-def _smoke(module, **overrides):
-  """The module's `:smoke` config with overrides; keys may be dotted ('grid.extra')."""
-  return override(module.get_config("smoke"), **overrides)
 
 
 def _init_norms(name: str) -> list[float]:
@@ -84,7 +79,7 @@ def test_unknown_kernel_init_and_bad_names_are_clear_errors(tmp_path):
     vg.parse("relu_xavier_d5")
   with pytest.raises(UserError, match="bad configuration name 'deep_relu'"):
     vg.parse("deep_relu")
-  config = _smoke(vg, **{"grid.extra": ("swish_he_d5",)})
+  config = smoke_config(vg, "smoke", **{"grid.extra": ("swish_he_d5",)})
   with pytest.raises(UserError, match="unknown activation 'swish'"):
     vg.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
@@ -151,7 +146,7 @@ def test_run_configs_do_not_depend_on_the_rest_of_the_grid():
 def test_vanishing_gradients_smoke_end_to_end(tmp_path):
   # Logging every step makes the trainer's step-1 gradient norms comparable with the
   # experiment's own gradient at initialisation.
-  config = _smoke(vg, log_every_steps=1)
+  config = smoke_config(vg, "smoke", log_every_steps=1)
   results = vg.train_and_evaluate(config, str(tmp_path))
   names = vg.run_names(config.grid)
   assert set(names) == {"sigmoid_naive_d6", "sigmoid_he_d6", "relu_naive_d6", "relu_he_d6",
@@ -174,7 +169,8 @@ def test_vanishing_gradients_smoke_end_to_end(tmp_path):
 
 
 def test_optimizers_smoke_end_to_end(tmp_path):
-  results = optimizers_exp.train_and_evaluate(_smoke(optimizers_exp), str(tmp_path))
+  results = optimizers_exp.train_and_evaluate(smoke_config(optimizers_exp),
+                                                 str(tmp_path))
   names = ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"]
   assert list(results["runs"]) == names
   on_disk = json.loads((tmp_path / "results.json").read_text())

@@ -7,13 +7,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deeplearn_jax import checkpoint, models
+from deeplearn_jax import checkpoint, data, models
 from deeplearn_jax.data import augment
 from deeplearn_jax.errors import DataError, UserError
 from deeplearn_jax.models import fast_cifar
 from deeplearn_jax.train import optimizers
 from deeplearn_jax.train.state import make_init
 from deeplearn_jax.train.steps import make_eval_step
+from conftest import override
 from experiments import imagenet_cnn
 
 
@@ -98,30 +99,19 @@ def test_learning_rate_follows_the_global_batch():
   assert c.optimizer.learning_rate == pytest.approx(0.1)
 
 
-def _fast_cifar_smoke():
-  c = imagenet_cnn.get_config("cifar10")
-  with c.unlocked():
-    c.data.name = "mock_images"
-    c.model.widths = (8, 16, 16)
-    c.whiten_samples = 200
-    c.batch_size, c.eval_batch_size = 64, 160
-    c.num_train_steps, c.log_every_steps, c.checkpoint_every_steps = 40, 10, 20
-    c.optimizer.warmup_epochs = 0.0
-    c.progress = False
-  return c
-
-
 def test_fast_cifar_recipe_learns_with_its_whitening_frozen(tmp_path):
-  c = _fast_cifar_smoke()
+  c = imagenet_cnn.get_config("cifar10,smoke")
+  assert c.model.name == "fast_cifar" and c.whiten_samples > 0
   results = imagenet_cnn.train_and_evaluate(c, str(tmp_path))
   assert results["test_accuracy"] > 0.5, results  # 10 classes: chance is 0.1
-  saved = checkpoint.load_params(str(tmp_path / "whitening"))["whiten"]["kernel"]
-  ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
-  final = ckpt.read(ckpt.steps()[-1])["params"]
-  ckpt.close()
-  np.testing.assert_array_equal(final["whiten"]["kernel"], saved)  # frozen
-  assert not np.allclose(final["whiten"]["bias"], 0)                # trained
-  assert saved.shape == (2, 2, 3, 24) and np.isfinite(saved).all()
+  computed = imagenet_cnn.whitening(c, data.load(c.data))["whiten"]["kernel"]
+  folder = str(tmp_path / "checkpoints")
+  first, final = (checkpoint.read_checkpoint(folder, s)["params"]
+                  for s in (checkpoint.saved_steps(folder)[0], None))
+  np.testing.assert_array_equal(first["whiten"]["kernel"], computed)  # set from the data
+  np.testing.assert_array_equal(final["whiten"]["kernel"], computed)  # and frozen
+  assert not np.allclose(final["whiten"]["bias"], 0)                  # the bias trains
+  assert computed.shape == (2, 2, 3, 24) and np.isfinite(computed).all()
 
 
 def test_imagenet_cnn_smoke_learns(tmp_path):
@@ -136,7 +126,6 @@ def test_train_steps_on_mock_imagenet(tmp_path):
   with batch norm, Nesterov with warmup, top-1 and top-5 (crops of 64 to stay fast)."""
   import tensorflow_datasets as tfds
 
-  from conftest import override
   config = override(imagenet_cnn.get_config("resnet18"), **{
       "data.tfds_data_dir": str(tmp_path / "tfds"), "data.image_size": 64,
       "model.name": "cifar_resnet", "dtype": "float32", "batch_size": 8,

@@ -16,8 +16,10 @@ from deeplearn_jax.train.state import num_params
 
 
 def _count(model, shape):
-  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)))
-  return num_params(variables["params"]), model.apply(variables, jnp.zeros((2, *shape)))
+  """(parameter count, output) as shapes only: nothing is initialised or run."""
+  x = jnp.zeros((2, *shape))
+  out, variables = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), x))
+  return num_params(variables["params"]), out
 
 
 def test_lenet5_has_the_paper_layer_sizes():
@@ -91,6 +93,29 @@ def test_every_optimizer_reduces_a_quadratic(name):
     updates, state = tx.update(jax.grad(loss)(params), state, params)
     params = optax.apply_updates(params, updates)
   assert loss(params) < 0.5 * start
+
+
+def test_nesterov_looks_ahead_where_momentum_does_not():
+  """On f(w) = w^2 / 2 from w = 1, learning rate 0.1, momentum 0.9. Step 1: heavy-ball
+  momentum moves by lr * g = 0.1; Nesterov's look-ahead update is lr * (g + 0.9 v) with
+  v = g, 0.19. Step 2 as worked out below."""
+  def run(name, steps):
+    cfg = optimizers.default_config()
+    cfg.name, cfg.learning_rate, cfg.momentum = name, 0.1, 0.9
+    tx, _ = optimizers.create(cfg, steps_per_epoch=10, total_steps=100)
+    w = {"w": jnp.ones(())}
+    state = tx.init(w)
+    for _ in range(steps):
+      updates, state = tx.update(w, state, w)  # the gradient of w^2 / 2 is w
+      w = optax.apply_updates(w, updates)
+    return float(w["w"])
+
+  assert run("momentum", 1) == pytest.approx(0.9)
+  assert run("nesterov", 1) == pytest.approx(0.81)
+  # Step 2, momentum: v = 0.9 * 1 + 0.9 = 1.8 -> 0.9 - 0.18 = 0.72; Nesterov: v = 0.9 + 0.81
+  # = 1.71, update g + 0.9 v = 0.81 + 1.539 = 2.349 -> 0.81 - 0.2349 = 0.5751.
+  assert run("momentum", 2) == pytest.approx(0.72)
+  assert run("nesterov", 2) == pytest.approx(0.5751)
 
 
 def test_schedules_warmup_then_decay():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
-from deeplearn_jax.checkpoint import Checkpointer
+from deeplearn_jax.checkpoint import read_checkpoint
 
 STEPS = 300
 COMMAND = ["experiments.lenet", "--config=experiments/lenet.py:smoke",
@@ -96,7 +96,7 @@ def test_dead_peer_stops_the_others_and_restart_resumes(two_process_run, tmp_pat
   procs[1].communicate()
 
   _finish(_launch(workdir, tmp_path))  # every process restarted with the same command
-  ours = Checkpointer(str(workdir / "checkpoints")).read(STEPS)
-  ref = Checkpointer(str(two_process_run / "checkpoints")).read(STEPS)
+  ours = read_checkpoint(str(workdir / "checkpoints"), STEPS)
+  ref = read_checkpoint(str(two_process_run / "checkpoints"), STEPS)
   same = jax.tree.map(lambda x, y: np.array_equal(x, y), ours, ref)
   assert all(jax.tree.leaves(same)), "resumed multi-process run differs"

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from deeplearn_jax import data, metrics
-from deeplearn_jax.checkpoint import Checkpointer
+from deeplearn_jax.checkpoint import read_checkpoint, saved_steps
 from deeplearn_jax.errors import TrainingDiverged, UserError
 from deeplearn_jax.models import rbm
 from deeplearn_jax.models.rbm_partition import ais_log_partition, log_partition_exact
 from deeplearn_jax.train import contrastive_divergence
 from experiments import rbm as experiment
-from test_train import _patch_batches, _smoke
+from conftest import patch_batches, smoke_config
 
 REQUIRED = ("test_log_likelihood_ais", "test_log_likelihood_ais_lower",
             "test_log_likelihood_ais_upper", "test_pseudo_log_likelihood",
@@ -49,7 +49,7 @@ def _quality(params, v):
 def _trained(tmp_path_factory, variant):
   """One smoke run per module, shared by the tests that only read it."""
   workdir = tmp_path_factory.mktemp(variant.replace(",", "_"))
-  return contrastive_divergence.run(_smoke(experiment, variant), str(workdir)), workdir
+  return contrastive_divergence.run(smoke_config(experiment, variant), str(workdir)), workdir
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,24 @@ def test_pcd_continues_the_fantasy_chains():
   grads, moved = rbm.cd_gradient(params, v, jax.random.PRNGKey(9), 3, chains)
   assert moved.shape == (5, 6) and set(np.unique(moved)) <= {0.0, 1.0}
   assert float(moved.sum()) > 0  # they left the all-zero start
-  # The model term comes from the 5 particles, not from the 8 data rows.
-  assert grads["W"].shape == (6, 4) and np.all(np.isfinite(grads["W"]))
+  # The data term from the 8 rows, the model term from the 5 moved particles.
+  ph_data, ph_model = rbm.hidden_probs(params, v), rbm.hidden_probs(params, moved)
+  np.testing.assert_allclose(grads["W"], v.T @ ph_data / 8 - moved.T @ ph_model / 5, atol=1e-5)
+  np.testing.assert_allclose(grads["a"], v.mean(0) - moved.mean(0), atol=1e-6)
+  np.testing.assert_allclose(grads["b"], ph_data.mean(0) - ph_model.mean(0), atol=1e-6)
+
+
+def test_long_cd_chains_estimate_the_exact_log_likelihood_gradient():
+  """With long chains and many samples, the CD-k gradient is the exact gradient of the
+  mean log-likelihood, computed here by summing over all 2^6 visible states."""
+  params = _random_rbm(jax.random.PRNGKey(10), 6, 3, scale=0.7)
+  data_rows = jnp.asarray(_all_states(6)[[3, 17, 40, 63]], jnp.float32)
+  v = jnp.tile(data_rows, (2000, 1))  # 8,000 chains, each started at a data row
+  grads, _ = jax.jit(rbm.cd_gradient, static_argnums=3)(params, v, jax.random.PRNGKey(11), 30)
+  exact = jax.grad(lambda p: jnp.mean(-rbm.free_energy(p, data_rows))
+                   - log_partition_exact(p))(params)
+  for k in ("W", "a", "b"):
+    np.testing.assert_allclose(grads[k], exact[k], atol=0.03, err_msg=k)
 
 
 def test_binarize_thresholds_pixels_at_one_half():
@@ -135,7 +151,7 @@ def test_smoke_writes_results_and_pictures(cd1_run):
   for picture in ("filters.png", "samples.png"):
     assert (workdir / picture).stat().st_size > 1000
   assert {r["split"] for r in metrics.read_metrics(workdir)} == {"train", "eval", "test"}
-  assert Checkpointer(str(workdir / "checkpoints")).steps() == [40, 80, 120]
+  assert saved_steps(str(workdir / "checkpoints")) == [40, 80, 120]
   assert res["test_log_likelihood_ais_lower"] <= res["test_log_likelihood_ais"] <= \
       res["test_log_likelihood_ais_upper"]
 
@@ -148,12 +164,13 @@ def test_ais_agrees_with_exact_log_z_of_the_trained_rbm(cd1_run):
 
 
 def _initial_params(config, ds):
-  return jax.jit(contrastive_divergence.make_init(config, contrastive_divergence.pixel_means(ds)))().params
+  means = contrastive_divergence.pixel_means(ds)
+  return jax.jit(contrastive_divergence.make_init(config, means))().params
 
 
 def test_cd1_training_improves_the_rbm(cd1_run):
   out, _ = cd1_run
-  config = _smoke(experiment, "smoke")
+  config = smoke_config(experiment, "smoke")
   v = _test_set(out.dataset)
   before = _quality(_initial_params(config, out.dataset), v)
   after = _quality(jax.device_get(out.state.params), v)
@@ -168,15 +185,15 @@ def test_pcd_trains_and_keeps_its_particles_in_the_state(pcd_run):
   chains = np.asarray(out.state.chains)
   assert chains.shape == (64, 64) and set(np.unique(chains)) <= {0.0, 1.0}
   v = _test_set(out.dataset)
-  before = _quality(_initial_params(_smoke(experiment, "pcd,smoke"), out.dataset), v)
+  before = _quality(_initial_params(smoke_config(experiment, "pcd,smoke"), out.dataset), v)
   after = _quality(jax.device_get(out.state.params), v)
   assert after["ll"] > before["ll"] + 0.5 and after["pll"] > before["pll"] + 1.0
-  assert Checkpointer(str(workdir / "checkpoints")).read(120)["chains"].shape == (64, 64)
+  assert read_checkpoint(str(workdir / "checkpoints"), 120)["chains"].shape == (64, 64)
 
 
 def _train_log(workdir):
-  """The train rows without their wall times, which no two runs share."""
-  return [{k: v for k, v in r.items() if k != "wall_seconds"}
+  """The train rows without their timings, which no two runs share."""
+  return [{k: v for k, v in r.items() if k not in ("wall_seconds", "examples_per_second")}
           for r in metrics.read_metrics(workdir) if r["split"] == "train"]
 
 
@@ -188,12 +205,12 @@ def test_resume_after_crash_equals_uninterrupted_run(pcd_run, tmp_path, monkeypa
       raise RuntimeError("simulated crash")
     return batch
 
-  config = _smoke(experiment, "pcd,smoke")
+  config = smoke_config(experiment, "pcd,smoke")
   with monkeypatch.context() as m:
-    _patch_batches(m, crash)
+    patch_batches(m, crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
       contrastive_divergence.run(config, str(tmp_path))
-  assert Checkpointer(str(tmp_path / "checkpoints")).steps() == [40, 80]
+  assert saved_steps(str(tmp_path / "checkpoints")) == [40, 80]
   resumed = contrastive_divergence.run(config, str(tmp_path))
   for name in ("params", "velocity", "chains", "rng", "step"):
     same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
@@ -208,7 +225,8 @@ def test_resume_after_crash_equals_uninterrupted_run(pcd_run, tmp_path, monkeypa
 def test_one_device_matches_eight(pcd_run, tmp_path):
   eight, _ = pcd_run
   assert jax.device_count() == 8 and eight.state.params["W"].sharding.mesh.size == 8
-  one = contrastive_divergence.run(_smoke(experiment, "pcd,smoke", **{"mesh.data": 1}), str(tmp_path))
+  one = contrastive_divergence.run(smoke_config(experiment, "pcd,smoke", **{"mesh.data": 1}),
+                                   str(tmp_path))
   # The same random bits on any mesh; only the order of the batch sums differs.
   assert np.array_equal(np.asarray(one.state.chains), np.asarray(eight.state.chains))
   for name in ("W", "a", "b"):
@@ -219,9 +237,9 @@ def test_nan_input_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch)
   def poison(step, batch):
     return dict(batch, input=np.full_like(batch["input"], np.nan)) if step >= 45 else batch
 
-  _patch_batches(monkeypatch, poison)
+  patch_batches(monkeypatch, poison)
   with pytest.raises(TrainingDiverged, match="at step 46.*step 40"):
-    contrastive_divergence.run(_smoke(experiment, "smoke"), str(tmp_path))
+    contrastive_divergence.run(smoke_config(experiment, "smoke"), str(tmp_path))
   assert not (tmp_path / "results.json").exists()
 
 
@@ -233,7 +251,8 @@ def test_nan_input_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch)
 ])
 def test_bad_config_is_refused_before_anything_is_written(tmp_path, overrides, message):
   with pytest.raises(UserError, match=message):
-    contrastive_divergence.run(_smoke(experiment, "smoke", **overrides), str(tmp_path / "run"))
+    contrastive_divergence.run(smoke_config(experiment, "smoke", **overrides),
+                               str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
 
 

@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, smoke_config
 from deeplearn_jax import run_folder
-from deeplearn_jax.checkpoint import Checkpointer
+from deeplearn_jax.checkpoint import read_checkpoint, saved_steps
 from deeplearn_jax.errors import WorkdirError
 from deeplearn_jax.train import supervised
 from experiments import lenet
@@ -53,7 +53,7 @@ def _wait_for_step(proc, workdir, step, timeout=120):
 
 
 def _final_state(workdir):
-  return Checkpointer(os.path.join(workdir, "checkpoints")).read(STEPS)
+  return read_checkpoint(os.path.join(workdir, "checkpoints"), STEPS)
 
 
 def _assert_same_run(workdir, reference):
@@ -102,7 +102,7 @@ def test_sigterm_checkpoints_the_current_step_and_exits_75(reference, tmp_path):
   last = err.strip().splitlines()[-1]
   assert last.startswith("error: preempted (SIGTERM) at step ")
   step = int(last.split("at step ")[1].split(";")[0])
-  assert step in Checkpointer(str(workdir / "checkpoints")).steps()
+  assert step in saved_steps(str(workdir / "checkpoints"))
   proc = _start(workdir, tmp_path)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-2000:]
@@ -110,11 +110,7 @@ def test_sigterm_checkpoints_the_current_step_and_exits_75(reference, tmp_path):
 
 
 def _smoke(**overrides):
-  c = lenet.get_config("smoke")
-  c.unlock()
-  c.update(overrides)
-  c.lock()
-  return c
+  return smoke_config(lenet, **overrides)
 
 
 def _damage(path, kind):
@@ -174,10 +170,9 @@ def test_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(tiny_disk):
   with pytest.raises(WorkdirError, match="No space left on device") as err:
     supervised.run(_smoke(num_train_steps=200, checkpoint_every_steps=20,
                           keep_checkpoints=10), str(workdir))
-  ckpt = Checkpointer(str(workdir / "checkpoints"))
-  kept = ckpt.steps()
+  kept = saved_steps(str(workdir / "checkpoints"))
   assert kept and f"step {kept[-1]}" in str(err.value)
-  state = ckpt.read(kept[-1])
+  state = read_checkpoint(str(workdir / "checkpoints"), kept[-1])
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
 
 

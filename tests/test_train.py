@@ -8,31 +8,18 @@ import jax
 import numpy as np
 import pytest
 
-from deeplearn_jax import data, metrics
-from deeplearn_jax.checkpoint import Checkpointer
+from deeplearn_jax import data, metrics, models
+from deeplearn_jax.checkpoint import read_checkpoint, saved_steps
 from deeplearn_jax.errors import TrainingDiverged, UserError, WorkdirError
-from deeplearn_jax.train import supervised
-from conftest import override
+from deeplearn_jax.train import inputs, losses, optimizers, supervised
+from deeplearn_jax.train.state import make_init
+from deeplearn_jax.train.steps import make_train_step
+from conftest import patch_batches, smoke_config, train_losses
 from experiments import lenet, mnist_dnn, perceptron_xor
 
 
 def _smoke(module=lenet, variant="smoke", **overrides):
-  return override(module.get_config(variant), **overrides)
-
-
-def _train_losses(workdir):
-  return [(r["step"], r["loss"]) for r in metrics.read_metrics(workdir) if r["split"] == "train"]
-
-
-def _patch_batches(monkeypatch, edit):
-  """Wraps the training stream: edit(step, batch) may change or raise."""
-  original = data.train_batches
-
-  def wrapped(*args, start_step, **kwargs):
-    for step, batch in enumerate(original(*args, start_step=start_step, **kwargs), start_step):
-      yield edit(step, batch)
-
-  monkeypatch.setattr(data, "train_batches", wrapped)
+  return smoke_config(module, variant, **overrides)
 
 
 def test_lenet_smoke_learns_and_writes_the_run_folder(tmp_path):
@@ -40,7 +27,7 @@ def test_lenet_smoke_learns_and_writes_the_run_folder(tmp_path):
   res = out.results
   assert res["test_accuracy"] > 0.8 and res["steps"] == 60
   assert res["test_error"] == pytest.approx(1 - res["test_accuracy"])
-  losses = [l for _, l in _train_losses(tmp_path)]
+  losses = [l for _, l in train_losses(tmp_path)]
   assert losses[-1] < 0.5 * losses[0]
   assert res["examples_per_second"] > 0 and res["num_params"] == 61706
   on_disk = json.loads((tmp_path / "results.json").read_text())
@@ -50,7 +37,7 @@ def test_lenet_smoke_learns_and_writes_the_run_folder(tmp_path):
   assert splits == {"train", "eval", "test"}
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
   assert (tmp_path / "curves.png").stat().st_size > 1000
-  assert Checkpointer(str(tmp_path / "checkpoints")).steps() == [20, 40, 60]
+  assert saved_steps(str(tmp_path / "checkpoints")) == [20, 40, 60]
 
 
 def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
@@ -62,10 +49,10 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
     return batch
 
   with monkeypatch.context() as m:
-    _patch_batches(m, crash)
+    patch_batches(m, crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
       supervised.run(_smoke(), str(tmp_path / "run"))
-  assert Checkpointer(str(tmp_path / "run" / "checkpoints")).steps() == [20, 40]
+  assert saved_steps(str(tmp_path / "run" / "checkpoints")) == [20, 40]
   resumed = supervised.run(_smoke(), str(tmp_path / "run"))
 
   same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
@@ -73,7 +60,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
   assert all(jax.tree.leaves(same)), "resumed params differ from the uninterrupted run"
   for key in ("test_accuracy", "test_loss", "final_train_loss", "steps"):
     assert resumed.results[key] == ref.results[key]
-  assert _train_losses(tmp_path / "run") == _train_losses(tmp_path / "ref")
+  assert train_losses(tmp_path / "run") == train_losses(tmp_path / "ref")
   # The wall clock of the rows goes on from the rows kept, not from zero again.
   walls = [r["wall_seconds"] for r in metrics.read_metrics(tmp_path / "run")]
   assert walls == sorted(walls) and walls[-1] > 0
@@ -84,7 +71,7 @@ def test_eight_devices_match_one_device(tmp_path):
   one = supervised.run(_smoke(**{"mesh.data": 1}), str(tmp_path / "one"))
   eight = supervised.run(_smoke(**{"mesh.data": 8}), str(tmp_path / "eight"))
   assert eight.state.params["C1"]["kernel"].sharding.mesh.size == 8
-  a, b = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "eight")
+  a, b = train_losses(tmp_path / "one"), train_losses(tmp_path / "eight")
   assert [s for s, _ in a] == [s for s, _ in b]
   np.testing.assert_allclose([l for _, l in a], [l for _, l in b], rtol=2e-4)
   assert abs(one.results["test_loss"] - eight.results["test_loss"]) < 1e-3
@@ -96,12 +83,11 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, mo
       batch = dict(batch, input=np.full_like(batch["input"], np.nan))
     return batch
 
-  _patch_batches(monkeypatch, poison)
+  patch_batches(monkeypatch, poison)
   with pytest.raises(TrainingDiverged, match="at step 26.*step 20"):
     supervised.run(_smoke(), str(tmp_path))
-  ckpt = Checkpointer(str(tmp_path / "checkpoints"))
-  assert ckpt.steps() == [20]
-  restored = ckpt.read(20)
+  assert saved_steps(str(tmp_path / "checkpoints")) == [20]
+  restored = read_checkpoint(str(tmp_path / "checkpoints"), 20)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
   assert not (tmp_path / "results.json").exists()
 
@@ -135,11 +121,41 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
+@pytest.mark.parametrize("penalty,rate", [("l1", 1e-3), ("l2", 1e-2)])
+def test_weight_penalties_enter_the_update_of_weights_only(penalty, rate):
+  """One SGD step with the penalty against one without, from the same state and batch:
+  the difference is exactly -lr * rate * d(penalty)/dW on kernels, zero on biases."""
+  config = _smoke(mnist_dnn, "plain,smoke", **{"optimizer.name": "sgd",
+                                                "optimizer.learning_rate": 0.1})
+  penalised = _smoke(mnist_dnn, "plain,smoke", **{"optimizer.name": "sgd",
+                                                   "optimizer.learning_rate": 0.1,
+                                                   penalty: rate})
+  ds = data.load(config.data)
+  model = models.create(config.model, ds.num_classes)
+  tx, _ = optimizers.create(config.optimizer, 10, 100)
+  state = jax.jit(make_init(model, tx, ds.input_shape, 0))()
+  batch = next(inputs.train_batches(config, ds, 0, 1))
+  plain, m_plain = jax.jit(make_train_step(model, tx, config))(state, batch)
+  pen, m_pen = jax.jit(make_train_step(model, tx, penalised))(state, batch)
+  for layer, p in state.params.items():
+    w = np.asarray(p["kernel"])
+    slope = np.sign(w) if penalty == "l1" else w  # l2 is 0.5 * sum(w^2)
+    np.testing.assert_allclose(pen.params[layer]["kernel"] - plain.params[layer]["kernel"],
+                               -0.1 * rate * slope, atol=2e-6, err_msg=layer)
+    np.testing.assert_array_equal(pen.params[layer]["bias"], plain.params[layer]["bias"])
+  size = getattr(losses, f"{penalty}_penalty")(state.params)
+  assert float(m_pen["total_loss"] - m_pen["loss"]) == pytest.approx(rate * float(size), rel=1e-4)
+  assert float(m_plain["total_loss"]) == float(m_plain["loss"])
+
+
 @pytest.mark.parametrize("variant", mnist_dnn.VARIANTS)
 def test_mnist_dnn_variants_learn(variant, tmp_path):
   config = _smoke(mnist_dnn, f"{variant},smoke")
   out = supervised.run(config, str(tmp_path))
   assert out.results["test_accuracy"] > 0.7
+  rows = [r for r in metrics.read_metrics(tmp_path) if r["split"] == "train"]
+  penalised = config.l1 > 0 or config.l2 > 0
+  assert all((r["total_loss"] > r["loss"]) == penalised for r in rows), variant
   if config.max_norm > 0:
     for layer in ("Dense_0", "Dense_1", "Dense_2"):
       w = np.asarray(out.state.params[layer]["kernel"])
@@ -160,7 +176,7 @@ def _poison_steps(monkeypatch, steps):
       batch = dict(batch, input=np.full_like(batch["input"], np.nan))
     return batch
 
-  _patch_batches(monkeypatch, poison)
+  patch_batches(monkeypatch, poison)
 
 
 def test_nan_policy_skip_drops_the_bad_update_and_finishes(tmp_path, monkeypatch):
@@ -182,7 +198,7 @@ def test_nan_policy_rollback_restores_lowers_lr_and_skips_the_batch(tmp_path, mo
     out = supervised.run(_smoke(nan_policy="rollback"), str(tmp_path))
   assert "resuming from step 20 with the learning rate scaled by 0.5" in caplog.text
   assert float(out.state.lr_scale) == 0.5 and int(out.state.skipped) == 1
-  steps = [s for s, _ in _train_losses(tmp_path)]
+  steps = [s for s, _ in train_losses(tmp_path)]
   assert steps == sorted(set(steps)) == list(range(10, 61, 10))  # rewound, no duplicates
   assert out.results["test_accuracy"] > 0.8
 

@@ -28,6 +28,7 @@ NAMES = tuple(NUM_CLASSES)
 
 @dataclasses.dataclass
 class Dataset:
+  """A dataset's splits in memory (or on disk, ImageNet), its classes and transforms."""
   name: str
   train: Split
   test: Split

@@ -43,6 +43,8 @@ from deeplearn_jax.data import tfds_sources
 from deeplearn_jax.data.pipeline import Batch
 from deeplearn_jax.errors import DataError
 
+logger = logging.getLogger(__name__)
+
 NAME = "imagenet2012"
 NUM_CLASSES = 1000
 DEFAULT_IMAGE_SIZE = 224
@@ -266,7 +268,7 @@ def _local_builder(data_dir: str, folder: str):
 def prepare(data_dir: str, manual_dir: str) -> None:
   """Writes TFDS's imagenet2012 (array_record) in data_dir from the two archives."""
   folder = _archive_folder(data_dir, manual_dir)
-  logging.info("preparing %s in %s from the archives in %s (hours)", NAME, data_dir, folder)
+  logger.info("preparing %s in %s from the archives in %s (hours)", NAME, data_dir, folder)
   try:
     _local_builder(data_dir, folder).download_and_prepare()
   except (tarfile.TarError, EOFError) as e:

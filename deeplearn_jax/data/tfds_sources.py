@@ -13,6 +13,8 @@ import numpy as np
 from deeplearn_jax.data import official
 from deeplearn_jax.errors import DataError
 
+logger = logging.getLogger(__name__)
+
 # name -> (folder under manual_dir, reader of the official files, expected files)
 LOCAL_FILES = {
     "mnist": ("mnist", official.read_mnist, "the four MNIST *-ubyte.gz files"),
@@ -23,10 +25,12 @@ LOCAL_FILES = {
 
 
 def default_data_dir() -> str:
+  """Where TFDS keeps prepared data: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
   return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
 
 
 def manual_dir_from(config_value: str) -> str:
+  """The folder of official files: config.data.manual_dir, else $DEEPLEARN_DATA_DIR."""
   return config_value or os.environ.get("DEEPLEARN_DATA_DIR", "")
 
 
@@ -69,7 +73,7 @@ def prepare(name: str, data_dir: str, manual_dir: str) -> None:
     if not os.path.isdir(folder):
       raise DataError(f"dataset {name}: folder {folder} does not exist; put "
                       f"{LOCAL_FILES[name][2]} there")
-    logging.info("preparing %s in %s from the official files in %s", name, data_dir, folder)
+    logger.info("preparing %s in %s from the official files in %s", name, data_dir, folder)
     _local_builder(name, data_dir, folder).download_and_prepare()
     return
   try:

@@ -27,6 +27,7 @@ REGISTRY = {
 
 
 def create(config: ml_collections.ConfigDict, num_classes: int, dtype: str = "float32"):
+  """The model `config.name` names, built with the other keys of `config` as its fields."""
   kwargs = {k: v for k, v in config.to_dict().items() if k != "name"}
   try:
     cls = REGISTRY[config.name]

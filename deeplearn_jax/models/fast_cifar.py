@@ -26,9 +26,6 @@ import numpy as np
 
 from deeplearn_jax.models import layers
 
-CONVS = ("lax", "im2col")
-
-
 def whitening_kernel(images: np.ndarray, patch: int = 2, eps: float = 5e-4) -> np.ndarray:
   """Conv filters [patch, patch, C, 2 * patch * patch * C] that whiten image patches:
   each eigenvector of the patch covariance scaled by 1 / sqrt(eigenvalue + eps), and its
@@ -58,7 +55,7 @@ class _Block(nn.Module):
     bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                               epsilon=1e-12, use_scale=False, dtype=self.dtype)
     # Both kinds are named Conv_<i> with a [3, 3, in, out] kernel: checkpoints interchange.
-    conv_cls = layers.Conv if self.conv == "im2col" else nn.Conv
+    conv_cls = layers.Conv if layers.conv_kind(self.conv) == "im2col" else nn.Conv
     conv = lambda: conv_cls(self.width, (3, 3), use_bias=False, dtype=self.dtype)
     x = layers.pool2x2(conv()(x))
     x = nn.gelu(bn()(x))
@@ -71,12 +68,11 @@ class FastCifarNet(nn.Module):
   widths: Sequence[int] = (64, 256, 256)
   bn_momentum: float = 0.4      # flax's: running = m * running + (1 - m) * batch
   head_scale: float = 1.0 / 9.0
-  conv: str = "lax"             # or 'im2col', faster on CPU
+  conv: str = "lax"             # lax | im2col (faster on CPU) | auto: see layers.conv_kind
   dtype: str = "float32"
 
   def __post_init__(self):
-    if self.conv not in CONVS:
-      raise ValueError(f"fast_cifar conv must be one of {', '.join(CONVS)}, got {self.conv!r}")
+    layers.conv_kind(self.conv)  # a bad name fails here, at construction
     super().__post_init__()
 
   @nn.compact

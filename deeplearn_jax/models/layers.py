@@ -8,6 +8,29 @@ import jax.numpy as jnp
 import numpy as np
 
 
+CONVS = ("auto", "im2col", "lax")
+
+
+def conv_kind(conv: str) -> str:
+  """'im2col' (these layers) or 'lax' (XLA's convolution and pooling). 'auto' picks
+  these layers on the CPU, where they were measured faster, and XLA's own kernels on
+  GPUs and TPUs (cuDNN, the TPU's convolution units), where they were not measured."""
+  if conv not in CONVS:
+    raise ValueError(f"conv must be one of {', '.join(CONVS)}, got {conv!r}")
+  if conv == "auto":
+    return "im2col" if jax.default_backend() == "cpu" else "lax"
+  return conv
+
+
+def pool(x: jax.Array, kind: str, conv: str) -> jax.Array:
+  """2x2 pooling with stride 2: pool2x2 for conv kind 'im2col', flax's for 'lax'."""
+  if conv_kind(conv) == "im2col":
+    return pool2x2(x, kind)
+  if kind not in ("max", "avg"):
+    raise ValueError(f"pooling must be 'max' or 'avg', got {kind!r}")
+  return (nn.max_pool if kind == "max" else nn.avg_pool)(x, (2, 2), strides=(2, 2))
+
+
 def pool2x2(x: jax.Array, kind: str = "max") -> jax.Array:
   """2x2 pooling with stride 2 ('VALID': an odd last row/column is dropped).
 

@@ -11,6 +11,7 @@ KERNEL_INITS = ("lecun", "naive", "glorot", "he")
 
 
 def activation(name: str):
+  """The activation function of that name; ValueError otherwise."""
   try:
     return ACTIVATIONS[name]
   except KeyError:

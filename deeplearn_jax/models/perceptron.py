@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 
 def init(num_inputs: int) -> dict[str, jax.Array]:
+  """Zero weights and bias for `num_inputs` inputs."""
   return {"w": jnp.zeros((num_inputs,), jnp.float32), "b": jnp.zeros((), jnp.float32)}
 
 
@@ -33,3 +34,14 @@ def train(params: dict[str, jax.Array], x: jax.Array, y: jax.Array, *, epochs: i
     return p, errs.sum()
 
   return jax.lax.scan(epoch, params, None, length=epochs)
+
+
+def best_threshold_unit(x: jax.Array, y: jax.Array, grid_size: int) -> float:
+  """The best accuracy of ANY single threshold unit step(w.x + b) on 2-input data, by
+  exhaustive search over a grid of weights in [-2, 2]^3: Minsky & Papert's limit,
+  measured rather than argued."""
+  ws = jnp.linspace(-2.0, 2.0, grid_size)
+  w1, w2, b = (a.reshape(-1) for a in jnp.meshgrid(ws, ws, ws))
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  pred = (x[:, 0:1] * w1 + x[:, 1:2] * w2 + b > 0).astype(jnp.int32)  # [n, grid^3]
+  return float(jnp.max(jnp.mean(pred == y[:, None], axis=0)))

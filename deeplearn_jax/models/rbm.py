@@ -39,6 +39,7 @@ def init(key: jax.Array, num_visible: int, num_hidden: int, *, init_std: float =
 
 
 def energy(params: Params, v: jax.Array, h: jax.Array) -> jax.Array:
+  """E(v, h) = -a.v - b.h - v W h, per example."""
   return -(v @ params["a"]) - (h @ params["b"]) - jnp.sum((v @ params["W"]) * h, axis=-1)
 
 
@@ -48,14 +49,17 @@ def free_energy(params: Params, v: jax.Array) -> jax.Array:
 
 
 def hidden_probs(params: Params, v: jax.Array) -> jax.Array:
+  """p(h_j = 1 | v) for every hidden unit."""
   return jax.nn.sigmoid(v @ params["W"] + params["b"])
 
 
 def visible_probs(params: Params, h: jax.Array) -> jax.Array:
+  """p(v_i = 1 | h) for every visible unit."""
   return jax.nn.sigmoid(h @ params["W"].T + params["a"])
 
 
 def bernoulli(key: jax.Array, p: jax.Array) -> jax.Array:
+  """Binary samples with probabilities p, in p's dtype."""
   return jax.random.bernoulli(key, p).astype(p.dtype)
 
 

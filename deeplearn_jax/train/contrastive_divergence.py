@@ -1,24 +1,20 @@
-"""The RBM trainer: contrastive divergence (CD-k) or persistent CD on binary inputs.
+"""The RBM trainer: contrastive divergence (CD-k) or persistent CD on binary inputs,
+on the one loop driver (train/loop.py).
 
     results = train_and_evaluate(config, workdir)
 
-Built from the supervised loop's parts (data pipeline, mesh, Orbax checkpoints,
-metrics writer, preemption, NaN policy, run folder), with the RBM's own update in
-place of a loss and an optimizer. The trainer here *is* the learning algorithm, so it
-builds the RBM itself (deeplearn_jax.models.rbm) instead of a model by name.
-
-Resuming is exact: batch s is a function of (seed, s), the sampling key of step s is
-fold_in(rng, s), and the state carries the momentum velocities and PCD's fantasy
-particles. At the end: log Z by AIS (and exactly when the smaller layer is small),
-the test log-likelihood, pseudo-log-likelihood and reconstruction error in
-results.json, and filters.png and samples.png in the workdir.
+The learning rule is the trainer: it builds the RBM itself (deeplearn_jax.models.rbm)
+instead of a model by name, and its step is the CD update with momentum in place of a
+loss and an optimizer. Resuming is exact: batch s is a function of (seed, s), the
+sampling key of step s is fold_in(rng, s), and the state carries the momentum
+velocities and PCD's fantasy particles. At the end: log Z by AIS (and exactly when the
+smaller layer is small), the test log-likelihood, pseudo-log-likelihood and
+reconstruction error in results.json, and filters.png and samples.png in the workdir.
 """
 
 import dataclasses
 import functools
-import logging
 import os
-import time
 from typing import Any
 
 import flax
@@ -27,31 +23,20 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deeplearn_jax import data, metrics, parallel
-from deeplearn_jax import run_folder
-from deeplearn_jax.checkpoint import abstract_like
+from deeplearn_jax import configs, data, pictures
 from deeplearn_jax.configs import steps_from
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models import rbm, rbm_partition
-from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
-from deeplearn_jax.train import nan_guard, supervised
-from deeplearn_jax.train.state import num_params
-from deeplearn_jax import pictures
+from deeplearn_jax.train import inputs, loop, nan_guard
 
-# Keys of the supervised config that mean nothing to an RBM (it has its own update).
-SUPERVISED_ONLY = ("model", "optimizer", "l1", "l2", "max_norm", "label_smoothing", "dtype",
-                   "init_from", "test_time_flip", "log_layer_grad_norms")
 SAMPLE_STARTS = ("test", "random")
 # Independent streams, all derived from config.seed.
 _STREAMS = ("init", "chains", "train", "eval", "ais", "samples")
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """The supervised run's shared keys (seed, batch sizes, durations, periods, data,
-  mesh, NaN policy) plus `rbm` (the learning rule) and `eval` (measures, pictures)."""
-  c = supervised.base_config()
-  for key in SUPERVISED_ONLY:
-    del c[key]
+  """configs.base() plus `rbm` (the learning rule) and `eval` (measures, pictures)."""
+  c = configs.base()
   c.batch_size = 100
   c.data.normalize = "binarize"   # {0, 1} pixels for binary visible units
   c.rbm = ml_collections.ConfigDict(dict(
@@ -83,6 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 @flax.struct.dataclass
 class RBMState:
+  """Everything an RBM run needs to continue."""
   step: jax.Array        # number of updates done
   params: rbm.Params
   velocity: rbm.Params   # momentum
@@ -95,12 +81,14 @@ class RBMState:
 
 @dataclasses.dataclass
 class Outcome:
+  """An RBM run's results, final state and data."""
   results: dict[str, Any]
   state: RBMState
   dataset: data.Dataset
 
 
 def stream_key(seed: int, name: str) -> jax.Array:
+  """The key of one named random stream of the run (init, chains, train, ...)."""
   return jax.random.fold_in(jax.random.PRNGKey(seed), _STREAMS.index(name))
 
 
@@ -173,6 +161,7 @@ def _measures(params: rbm.Params, v: jax.Array, key: jax.Array) -> dict[str, jax
 
 
 def make_train_step(config: ml_collections.ConfigDict, momentum_switch_step: int):
+  """The CD-k / PCD-k update with momentum and weight decay, NaN-guarded."""
   r = config.rbm
 
   def train_step(state: RBMState, batch):
@@ -220,6 +209,31 @@ def _images(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
   return x[..., 0] if shape[-1] == 1 else x
 
 
+@jax.jit
+def _hidden_probs(params: rbm.Params, x: jax.Array) -> jax.Array:
+  return rbm.hidden_probs(params, _flat(x))
+
+
+def hidden_features(ds: data.Dataset, params: rbm.Params, name: str,
+                    chunk: int = 10000) -> data.Dataset:
+  """p(h|v) of every train and test example as a new dataset (`<ds.name>/<name>`): the
+  data of the next RBM of a stack."""
+
+  def split(s):
+    rows = [np.arange(i, min(len(s), i + chunk)) for i in range(0, len(s), chunk)]
+    out = [np.asarray(_hidden_probs(params, ds.transform(s.gather(r))["input"])) for r in rows]
+    return {"input": np.concatenate(out), "label": s.arrays["label"]}
+
+  return data.from_arrays(f"{ds.name}/{name}", split(ds.train), split(ds.test),
+                          ds.num_classes)
+
+
+def as_dense(params: rbm.Params) -> dict[str, np.ndarray]:
+  """An RBM's weights and hidden biases as the parameters of a Dense layer (the
+  feed-forward pass p(h|v) of a sigmoid net): how a DBN stack starts an MLP."""
+  return {"kernel": np.asarray(params["W"]), "bias": np.asarray(params["b"])}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) in workdir and returns the figures of results.json."""
   return run(config, workdir).results
@@ -229,36 +243,19 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         dataset: data.Dataset | None = None) -> Outcome:
   """train_and_evaluate, also returning the final state and the data. `dataset`
   replaces config.data's (a DBN feeds each RBM the hidden activations of the last)."""
-  # -- validate everything before touching the workdir
   _validate(config)
-  mesh, ds, steps_per_epoch, total_steps = supervised.checked_inputs(config, dataset)
+  mesh, ds, steps_per_epoch, total_steps = inputs.checked(config, dataset)
   visible_mean = pixel_means(ds)
-  init = make_init(config, visible_mean)
-  abstract = jax.eval_shape(init)
-  shardings = parallel.param_sharding(abstract, mesh)
-  target = abstract_like(abstract, shardings)
-  eval_every = steps_from(config, "eval_every", steps_per_epoch)
-  ckpt_every = steps_from(config, "checkpoint_every", steps_per_epoch)
   switch = steps_from(config.rbm, "momentum_switch", steps_per_epoch)
-  num_visible, num_hidden = visible_mean.size, config.rbm.num_hidden
-  exact = min(num_visible, num_hidden) <= config.eval.exact_max_units
-
-  # -- workdir: check, compare with an existing run, resume
-  ckpt = run_folder.open_run(workdir, config)
-  fresh = lambda: jax.jit(init, out_shardings=shardings)()  # born sharded
-  step, state = ckpt.restore_or(target, fresh)
-  finished_before = step == total_steps
+  exact = min(visible_mean.size, config.rbm.num_hidden) <= config.eval.exact_max_units
   r = config.rbm
   name = f"{'PCD' if r.pcd else 'CD'}-{r.cd_k}"
-  logging.info("RBM %d-%d (%s) on %s: %d steps (%d/epoch), global batch %d over mesh %s",
-               num_visible, num_hidden, name, ds.name, total_steps, steps_per_epoch,
-               config.batch_size, dict(mesh.shape))
-  train_step = jax.jit(make_train_step(config, switch), donate_argnums=0)
   eval_key = stream_key(config.seed, "eval")
 
-  def evaluate(params: rbm.Params) -> dict[str, float]:
+  def evaluate(state: RBMState) -> dict[str, float]:
     """Test-split means; with an exact log Z also the exact log-likelihood."""
-    out = supervised.eval_means(
+    params = state.params
+    out = inputs.eval_means(
         lambda batch, i: _eval_sums(params, batch, jax.random.fold_in(eval_key, i)),
         ds.test, config, ds, mesh)
     if exact:
@@ -266,89 +263,44 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       out["log_likelihood_exact"] = -out["free_energy"] - out["log_z_exact"]
     return out
 
-  batches_from = lambda first: supervised.train_batches(config, ds, first, total_steps)
+  def test(state: RBMState) -> dict[str, float]:
+    """The final row: evaluate's, with the log-likelihood by AIS."""
+    out = evaluate(state)
+    if not config.eval.ais_num_betas:
+      return out
+    ais = jax.device_get(_ais(state.params, stream_key(config.seed, "ais"),
+                              rbm.base_rate_bias(visible_mean),
+                              num_betas=config.eval.ais_num_betas,
+                              num_chains=config.eval.ais_num_chains,
+                              schedule=config.eval.ais_schedule))
+    ais = {k.replace("log_z", "log_z_ais"): float(v) for k, v in ais.items()}
+    neg_f = -out["free_energy"]
+    ais.update(log_likelihood_ais=neg_f - ais["log_z_ais"],
+               log_likelihood_ais_lower=neg_f - ais["log_z_ais_upper"],
+               log_likelihood_ais_upper=neg_f - ais["log_z_ais_lower"])
+    return {**out, **ais}
 
-  writer = metrics.MetricsWriter(workdir, resume_step=step, total_steps=total_steps,
-                                 progress=config.progress, desc=f"rbm {name}")
-  guard = nan_guard.NanGuard(config, ckpt)
-  batches, pending = batches_from(step), []
+  def results(final: dict, last_train: dict, state: RBMState) -> dict[str, Any]:
+    del last_train, state
+    out = {k if k.startswith("log_z") else f"test_{k}": v for k, v in final.items()
+           if "ais" in k or k.startswith("log_z_exact")}
+    out.update({f"test_{k}": final[k] for k in (
+        "pseudo_log_likelihood", "reconstruction_error", "free_energy")})
+    if exact:
+      out["test_log_likelihood_exact"] = final["log_likelihood_exact"]
+    return out
 
-  def rolled_back() -> bool:
-    """Applies the NaN policy; True when the loop restarts from the last good checkpoint."""
-    nonlocal state, step, batches, pending
-    state, roll_back = guard.check(state)
-    if roll_back:
-      ckpt.wait()
-      step, restored = ckpt.restore_or(target, fresh)
-      state, batches, pending = guard.after_rollback(restored, state), batches_from(step), []
-      writer.rewind(step)
-    return roll_back
-
-  log_every = max(1, config.log_every_steps)
-  preemption = PreemptionWatcher()
-  t0 = time.perf_counter()
-  with run_folder.closing(ckpt, writer, preemption):
-    while step < total_steps:
-      state, m = train_step(state, parallel.global_batch(next(batches), mesh))
-      pending.append(m)
-      step += 1
-      if step % log_every == 0 or step == total_steps:
-        if rolled_back():
-          continue
-        train = metrics.host_mean(pending)
-        pending = []
-        writer.write(step, "train", {**train, "epoch": step / steps_per_epoch})
-        writer.progress(step, recon=train["reconstruction_error"],
-                        pll=train["pseudo_log_likelihood"])
-      if step == total_steps:
-        break  # the final checkpoint and evaluation follow the loop
-      if preemption.reached(step):
-        if rolled_back():
-          continue
-        checkpoint_and_stop(ckpt, step, state)
-      if eval_every > 0 and step % eval_every == 0:
-        writer.write(step, "eval", evaluate(state.params))
-      if ckpt_every > 0 and step % ckpt_every == 0:
-        if rolled_back():
-          continue
-        ckpt.save(step, state)
-    jax.block_until_ready(state)
-    train_seconds = time.perf_counter() - t0
-    ckpt.save(total_steps, state)
-    test = evaluate(state.params)
-    ais = {}
-    if config.eval.ais_num_betas:
-      ais = jax.device_get(_ais(state.params, stream_key(config.seed, "ais"),
-                                rbm.base_rate_bias(visible_mean),
-                                num_betas=config.eval.ais_num_betas,
-                                num_chains=config.eval.ais_num_chains,
-                                schedule=config.eval.ais_schedule))
-      ais = {k.replace("log_z", "log_z_ais"): float(v) for k, v in ais.items()}
-      neg_f = -test["free_energy"]
-      ais.update(log_likelihood_ais=neg_f - ais["log_z_ais"],
-                 log_likelihood_ais_lower=neg_f - ais["log_z_ais_upper"],
-                 log_likelihood_ais_upper=neg_f - ais["log_z_ais_lower"])
-    writer.write(total_steps, "test", {**test, **ais})
-
-  results = {
-      **{k if k.startswith("log_z") else f"test_{k}": v for k, v in ais.items()},
-      "test_pseudo_log_likelihood": test["pseudo_log_likelihood"],
-      "test_reconstruction_error": test["reconstruction_error"],
-      "test_free_energy": test["free_energy"],
-      "steps": total_steps,
-      "num_params": num_params(state.params),
-      "train_seconds": train_seconds,
-  }
-  if finished_before:  # a finished run found again: the session that trained it timed it
-    results["train_seconds"] = run_folder.previous_results(workdir).get(
-        "train_seconds", train_seconds)
-  if exact:
-    results["test_log_likelihood_exact"] = test["log_likelihood_exact"]
-    results["log_z_exact"] = test["log_z_exact"]
-  if jax.process_index() == 0:
-    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
-    _draw(config, ds, state.params, workdir, name)
-  return Outcome(results, state, ds)
+  trainer = loop.Trainer(
+      name=f"rbm {name}", init=make_init(config, visible_mean),
+      step=make_train_step(config, switch), evaluate=evaluate, test=test, results=results,
+      batches=lambda start: inputs.train_batches(config, ds, start, total_steps),
+      after=lambda state, _: _draw(config, ds, state.params, workdir, name),
+      progress={"recon": "reconstruction_error", "pll": "pseudo_log_likelihood"},
+      examples_per_step=config.batch_size,
+      init_error=f"an RBM cannot be built on {ds.name} inputs {ds.input_shape}")
+  out = loop.run(config, workdir, trainer, mesh=mesh, steps_per_epoch=steps_per_epoch,
+                 total_steps=total_steps)
+  return Outcome(out.results, out.state, ds)
 
 
 def _draw(config: ml_collections.ConfigDict, ds: data.Dataset, params: rbm.Params,

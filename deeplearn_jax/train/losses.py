@@ -42,5 +42,6 @@ def max_norm(params, limit: float):
 
 
 def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  """1.0 where the label is among the k largest logits."""
   top = jax.lax.top_k(logits, k)[1]
   return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)

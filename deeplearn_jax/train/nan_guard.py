@@ -21,6 +21,8 @@ from deeplearn_jax.checkpoint import Checkpointer
 from deeplearn_jax.errors import TrainingDiverged, UserError
 from deeplearn_jax.train.state import TrainState
 
+logger = logging.getLogger(__name__)
+
 POLICIES = ("stop", "skip", "rollback")
 
 
@@ -35,6 +37,7 @@ def guarded_update(old, new, ok: jax.Array):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  """Refuses an unknown config.nan_policy."""
   if config.nan_policy not in POLICIES:
     raise UserError(f"config.nan_policy must be one of {', '.join(POLICIES)}, "
                     f"got {config.nan_policy!r}")
@@ -42,6 +45,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 class NanGuard:
 
+  """Applies config.nan_policy when a step's loss was not finite."""
   def __init__(self, config: ml_collections.ConfigDict, ckpt: Checkpointer):
     validate(config)
     self.policy = config.nan_policy
@@ -69,7 +73,7 @@ class NanGuard:
       if self.policy == "skip" and skipped > self.config.nan_max_skips:
         self._stop(f"{where}: {skipped} updates skipped, more than nan_max_skips="
                    f"{self.config.nan_max_skips}")
-      logging.warning("%s; that update was skipped (%d so far)", where, skipped)
+      logger.warning("%s; that update was skipped (%d so far)", where, skipped)
       return _set(state, bad_step=-1), False
     if self.rollbacks >= self.config.nan_max_rollbacks:
       self._stop(f"{where} after {self.rollbacks} rollbacks (nan_max_rollbacks)")
@@ -78,8 +82,9 @@ class NanGuard:
     return state, True
 
   def after_rollback(self, restored: TrainState, current: TrainState) -> TrainState:
+    """The restored state, with the learning rate scaled down once more."""
     scale = float(jax.device_get(current.lr_scale)) * self.config.nan_lr_factor
-    logging.warning("nan_policy=rollback: resuming from step %d with the learning rate "
+    logger.warning("nan_policy=rollback: resuming from step %d with the learning rate "
                     "scaled by %g (rollback %d of at most %d)", int(restored.step), scale,
                     self.rollbacks, self.config.nan_max_rollbacks)
     return _set(restored, bad_step=-1, lr_scale=scale)

@@ -19,6 +19,7 @@ def _kernels_only(params):
 
 def schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
              total_steps: int) -> optax.Schedule:
+  """The learning rate by step: warmup, then constant, step, cosine or linear decay."""
   lr = cfg.learning_rate
   warmup = max(0, steps_from(cfg, "warmup", steps_per_epoch))
   decay_steps = max(1, total_steps - warmup)
@@ -42,6 +43,7 @@ def schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
 
 def create(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
            total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """(optax transformation, learning-rate schedule) from config.optimizer."""
   lr = schedule(cfg, steps_per_epoch, total_steps)
   name = cfg.name
   if name == "sgd":

@@ -14,6 +14,7 @@ from deeplearn_jax.errors import UserError
 
 @flax.struct.dataclass
 class TrainState:
+  """A supervised run's state: everything to continue, nothing that is not an array."""
   step: jax.Array        # number of updates done
   params: Any
   opt_state: Any
@@ -47,40 +48,45 @@ def path_name(path) -> str:
 
 
 def num_params(params: Any) -> int:
+  """The number of scalars in a parameter tree."""
   return int(sum(x.size for x in jax.tree.leaves(params)))
 
 
 def load_pretrained(path: str, abstract_params: Any) -> Any:
-  """Reads a tree saved by `checkpoint.save_params` and checks that each of its leaves
-  names a parameter of the model with the same shape. Returns the model's full tree
-  with the pre-trained leaves as numpy arrays and None where init keeps its own."""
-  flat = {path_name(k): v for k, v in
-          jax.tree_util.tree_flatten_with_path(load_params(path))[0]}
+  """pretrained_leaves of a tree saved by `checkpoint.save_params` (config.init_from)."""
+  return pretrained_leaves(load_params(path), abstract_params, f"config.init_from {path}")
+
+
+def pretrained_leaves(tree: Any, abstract_params: Any, source: str) -> Any:
+  """Checks that each leaf of `tree` names a parameter of the model with the same
+  shape. Returns the model's full tree with those leaves as arrays and None where init
+  keeps its own."""
+  flat = {path_name(k): v for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
   if not flat:
-    raise UserError(f"config.init_from {path} holds no parameters")
+    raise UserError(f"{source} holds no parameters")
 
   def pick(key_path, leaf):
     name = path_name(key_path)
     value = flat.pop(name, None)
     if value is not None and value.shape != leaf.shape:
-      raise UserError(f"config.init_from {path}: {name} has shape {value.shape}, the "
-                      f"model's is {leaf.shape}")
+      raise UserError(f"{source}: {name} has shape {value.shape}, the model's is {leaf.shape}")
     return value
 
   merged = jax.tree_util.tree_map_with_path(pick, abstract_params)
   if flat:
-    raise UserError(f"config.init_from {path}: the model has no parameter "
-                    f"{', '.join(sorted(flat)[:3])}")
+    raise UserError(f"{source}: the model has no parameter {', '.join(sorted(flat)[:3])}")
   return merged
 
 
-def with_pretrained(state: TrainState, pretrained: Any,
-                    tx: optax.GradientTransformation) -> TrainState:
-  """`state` with the pre-trained leaves put in place (on each leaf's own sharding) and
-  the optimizer state started afresh for them."""
-  params = jax.tree.map(lambda new, old: old if new is None else
-                        jax.device_put(new.astype(old.dtype), old.sharding),
-                        pretrained, state.params, is_leaf=lambda x: x is None)
-  opt_shardings = jax.tree.map(lambda x: x.sharding, state.opt_state)
-  return state.replace(params=params,
-                       opt_state=jax.jit(tx.init, out_shardings=opt_shardings)(params))
+def starting_from(init, pretrained: Any, tx: optax.GradientTransformation):
+  """init() with the pre-trained leaves (from `load_pretrained`) in place of the
+  model's own, and the optimizer state started for them. Still a pure init, so the
+  loop builds it born sharded like any other."""
+
+  def init_pretrained() -> TrainState:
+    state = init()
+    params = jax.tree.map(lambda new, old: old if new is None else jnp.asarray(new, old.dtype),
+                          pretrained, state.params, is_leaf=lambda x: x is None)
+    return state.replace(params=params, opt_state=tx.init(params))
+
+  return init_pretrained

@@ -32,37 +32,57 @@ def kernel_grad_norms(grads) -> dict[str, jax.Array]:
   return out
 
 
+def make_loss(model: nn.Module, config: ml_collections.ConfigDict):
+  """loss(params, state, batch, rng) -> (total, (cross-entropy, logits, new variables)):
+  the training objective, with config's label smoothing and L1/L2 penalties, in
+  training mode (dropout on, batch norm on the batch's statistics)."""
+  l1, l2, smoothing = config.l1, config.l2, config.label_smoothing
+
+  def loss(params, state: TrainState, batch, rng):
+    has_bn = bool(state.batch_stats)
+    out = model.apply(_variables(state, params), batch["input"], train=True,
+                      rngs={"dropout": rng}, mutable=["batch_stats"] if has_bn else False)
+    logits, new_vars = out if has_bn else (out, {})
+    ce = losses.cross_entropy(logits, batch["label"], smoothing).mean()
+    total = ce
+    if l2 > 0:
+      total = total + l2 * losses.l2_penalty(params)
+    if l1 > 0:
+      total = total + l1 * losses.l1_penalty(params)
+    return total, (ce, logits, new_vars)
+
+  return loss
+
+
+def layer_grad_norms(model: nn.Module, config: ml_collections.ConfigDict, state: TrainState,
+                     batch) -> dict[str, jax.Array]:
+  """Each kernel's gradient norm of the training objective at `state` on `batch`
+  (e.g. at initialisation, where vanishing gradients show)."""
+  loss = make_loss(model, config)
+
+  @jax.jit  # one compilation, not one per operation
+  def norms(state, batch):
+    rng = jax.random.fold_in(state.rng, 0)
+    return kernel_grad_norms(jax.grad(lambda p: loss(p, state, batch, rng)[0])(state.params))
+
+  return norms(state, batch)
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict):
   """config: the experiment config (reads l1, l2, max_norm, label_smoothing, and
   log_layer_grad_norms: add each kernel's gradient norm as `grad_norm/<module>`)."""
-  l1, l2, limit = config.l1, config.l2, config.max_norm
-  smoothing = config.get("label_smoothing", 0.0)
-  log_grad_norms = config.get("log_layer_grad_norms", False)
+  loss_fn = make_loss(model, config)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    has_bn = bool(state.batch_stats)
-
-    def loss_fn(params):
-      out = model.apply(_variables(state, params), batch["input"], train=True,
-                        rngs={"dropout": rng}, mutable=["batch_stats"] if has_bn else False)
-      logits, new_vars = out if has_bn else (out, {})
-      ce = losses.cross_entropy(logits, batch["label"], smoothing).mean()
-      total = ce
-      if l2 > 0:
-        total = total + l2 * losses.l2_penalty(params)
-      if l1 > 0:
-        total = total + l1 * losses.l1_penalty(params)
-      return total, (ce, logits, new_vars)
-
     (total, (ce, logits, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+        state.params, state, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
-    if limit > 0:
-      params = losses.max_norm(params, limit)
+    if config.max_norm > 0:
+      params = losses.max_norm(params, config.max_norm)
     updated = state.replace(params=params, opt_state=opt_state,
                             batch_stats=new_vars.get("batch_stats", state.batch_stats))
     # A non-finite loss skips the update and records its step (see nan_guard).
@@ -70,7 +90,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     new_state = nan_guard.guarded_update(state, updated, ok)
     metrics = {"loss": ce, "total_loss": total, "finite": ok.astype(jnp.float32),
                "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
-    if log_grad_norms:
+    if config.log_layer_grad_norms:
       metrics.update({f"grad_norm/{k}": v for k, v in kernel_grad_norms(grads).items()})
     return new_state, metrics
 

@@ -1,0 +1,104 @@
+"""The loop driver on its own, with the kind of trainer the supervised and RBM ones are
+not: a step that makes its own data (no batches, as an RL agent's) and runs a chunk of
+K steps per call (a `lax.scan`, metrics stacked)."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from deeplearn_jax import configs, metrics, parallel
+from deeplearn_jax.checkpoint import saved_steps
+from deeplearn_jax.errors import UserError
+from deeplearn_jax.train import loop, nan_guard
+
+CHUNK = 4
+
+
+@flax.struct.dataclass
+class _State:
+  step: jax.Array
+  params: dict
+  rng: jax.Array
+  bad_step: jax.Array
+  skipped: jax.Array
+  lr_scale: jax.Array
+
+
+def _init():
+  return _State(step=jnp.zeros((), jnp.int32), params={"w": jnp.zeros((3,))},
+                rng=jax.random.PRNGKey(0), bad_step=jnp.full((), -1, jnp.int32),
+                skipped=jnp.zeros((), jnp.int32), lr_scale=jnp.ones(()))
+
+
+TRUE_W = jnp.array([1.0, -2.0, 0.5])
+
+
+def _chunk(state):
+  """CHUNK steps of SGD on a linear regression whose data each step draws itself."""
+
+  def one(state, _):
+    x = jax.random.normal(jax.random.fold_in(state.rng, state.step), (16, 3))
+    loss_fn = lambda w: jnp.mean((x @ w - x @ TRUE_W) ** 2)
+    loss, grad = jax.value_and_grad(loss_fn)(state.params["w"])
+    updated = state.replace(params={"w": state.params["w"] - 0.1 * state.lr_scale * grad})
+    return nan_guard.guarded_update(state, updated, jnp.isfinite(loss)), {"loss": loss}
+
+  return jax.lax.scan(one, state, None, length=CHUNK)
+
+
+def _evaluate(state):
+  return {"error": float(jnp.sum((state.params["w"] - TRUE_W) ** 2))}
+
+
+def _run(workdir, steps):
+  c = configs.base()
+  configs.make_smoke(c, steps=steps)
+  c.log_every_steps, c.checkpoint_every_steps, c.eval_every_steps = CHUNK, 8, 8
+  c.lock()
+  trainer = loop.Trainer(
+      name="regression", init=_init, step=_chunk, evaluate=_evaluate,
+      results=lambda test, train, state: {"error": test["error"],
+                                          "final_loss": train.get("loss")},
+      progress={"loss": "loss"}, examples_per_step=16, steps_per_call=CHUNK)
+  mesh = parallel.make_mesh(ml_collections.ConfigDict(dict(data=1, fsdp=1, model=1)))
+  return loop.run(c, str(workdir), trainer, mesh=mesh, steps_per_epoch=steps,
+                  total_steps=steps)
+
+
+def test_due_counts_chunks_that_cross_a_period():
+  assert [s for s in range(4, 33, 4) if loop.due(s, 8, 4)] == [8, 16, 24, 32]
+  assert [s for s in range(3, 31, 3) if loop.due(s, 10, 3)] == [12, 21, 30]
+  assert [s for s in range(1, 7) if loop.due(s, 2)] == [2, 4, 6]
+  assert not any(loop.due(s, -1) for s in range(1, 10))
+
+
+def test_a_chunked_step_without_batches_learns_logs_and_checkpoints(tmp_path):
+  out = _run(tmp_path, 24)
+  assert out.results["error"] < 1e-3 and out.results["steps"] == 24
+  assert int(out.state.step) == 24
+  rows = metrics.read_metrics(tmp_path)
+  assert [r["step"] for r in rows if r["split"] == "train"] == list(range(4, 25, 4))
+  assert [r["step"] for r in rows if r["split"] == "eval"] == [8, 16]
+  assert [r["step"] for r in rows if r["split"] == "test"] == [24]
+  # Each train row is the mean over its chunk's 4 stacked losses: they fall as it learns.
+  losses = [r["loss"] for r in rows if r["split"] == "train"]
+  assert losses[-1] < 0.01 * losses[0]
+  assert saved_steps(str(tmp_path / "checkpoints")) == [8, 16, 24]
+  assert out.results["examples_per_second"] > 0 and out.results["train_seconds"] > 0
+
+
+def test_a_chunked_run_continued_equals_one_run(tmp_path):
+  whole = _run(tmp_path / "whole", 24)
+  _run(tmp_path / "parts", 16)
+  continued = _run(tmp_path / "parts", 24)  # the same config, longer: a resume
+  np.testing.assert_array_equal(continued.state.params["w"], whole.state.params["w"])
+  assert continued.results["error"] == whole.results["error"]
+
+
+def test_a_length_that_is_not_whole_chunks_is_refused(tmp_path):
+  with pytest.raises(UserError, match="not a whole number of chunks of 4"):
+    _run(tmp_path / "run", 10)
+  assert not (tmp_path / "run").exists()
