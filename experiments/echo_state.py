@@ -54,8 +54,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       input_connectivity=0.1, bias_scaling=0.0, ridge=1e-5, warmup=100))
   c.free_run = ml_collections.ConfigDict(dict(
       num_train=4000, horizon=84, num_starts=500, start_spacing=5, plot_steps=400,
-      units=1000, spectral_radius=1.25, leak=0.3, input_scaling=0.5, connectivity=0.1,
-      input_connectivity=1.0, bias_scaling=0.5, ridge=1e-9, warmup=200))
+      # Chosen among 24 settings tried on another series (seed 0): no leak (the
+      # plain tanh ESN of Jaeger 2001), input to every unit, a bias, a tiny ridge.
+      units=1000, spectral_radius=1.25, leak=1.0, input_scaling=0.5, connectivity=0.1,
+      input_connectivity=1.0, bias_scaling=0.5, ridge=1e-12, warmup=200))
   if "smoke" in modifiers:
     c.one_step.num_reservoirs = 2
     c.free_run.units, c.free_run.num_train, c.free_run.num_starts = 100, 1000, 20
