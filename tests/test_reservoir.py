@@ -21,9 +21,10 @@ def test_reservoir_has_the_spectral_radius_asked_for(connectivity, radius):
   p = esn.init(jax.random.PRNGKey(1), 50, 2, spectral_radius=radius, connectivity=connectivity,
                input_connectivity=1.0, input_scaling=0.7)
   assert esn.spectral_radius(p["w"]) == pytest.approx(radius, rel=1e-5)
-  nonzero = float(np.mean(np.asarray(p["w"]) != 0))
-  assert nonzero == pytest.approx(connectivity, abs=0.05)
+  assert np.count_nonzero(np.asarray(p["w"])) == round(connectivity * 50 * 50)
   assert set(np.unique(np.abs(np.asarray(p["w_in"])))) == {np.float32(0.7)}
+  sparse_in = esn.init(jax.random.PRNGKey(1), 100, 1, input_connectivity=0.1)["w_in"]
+  assert np.count_nonzero(np.asarray(sparse_in)) == 10
 
 
 def test_ridge_readout_equals_numpy_least_squares():

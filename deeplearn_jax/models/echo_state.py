@@ -22,22 +22,29 @@ Params = dict[str, jax.Array]
 def init(key: jax.Array, num_units: int, num_inputs: int = 1, *, spectral_radius: float = 1.25,
          input_scaling: float = 1.0, connectivity: float = 0.1, input_connectivity: float = 0.1,
          bias_scaling: float = 0.0, dtype=jnp.float32) -> Params:
-  """A random reservoir: W (normal entries, each kept with probability `connectivity`;
-  1.0 gives a dense W) scaled to `spectral_radius`, W_in of +-input_scaling entries kept
-  with probability `input_connectivity`, and a bias uniform in +-bias_scaling."""
+  """A random reservoir: W (normal entries, a fraction `connectivity` of them nonzero;
+  1.0 gives a dense W) scaled to `spectral_radius`, W_in of +-input_scaling entries, a
+  fraction `input_connectivity` of them nonzero, and a bias uniform in +-bias_scaling."""
   k_w, k_mask, k_in, k_in_mask, k_bias = jax.random.split(key, 5)
   w = jax.random.normal(k_w, (num_units, num_units), jnp.float32)
-  w = np.asarray(w * jax.random.bernoulli(k_mask, connectivity, w.shape), np.float64)
+  w = np.asarray(w * _exact_mask(k_mask, w.shape, connectivity), np.float64)
   radius = float(np.max(np.abs(np.linalg.eigvals(w))))
   if radius == 0.0:
     raise ValueError(f"the random reservoir of {num_units} units with connectivity "
                      f"{connectivity} has no nonzero eigenvalue; raise connectivity")
   w_in = jnp.where(jax.random.bernoulli(k_in, 0.5, (num_units, num_inputs)), 1.0, -1.0)
-  w_in = w_in * jax.random.bernoulli(k_in_mask, input_connectivity, w_in.shape)
+  w_in = w_in * _exact_mask(k_in_mask, w_in.shape, input_connectivity)
   bias = jax.random.uniform(k_bias, (num_units,), minval=-1.0, maxval=1.0)
   return {"w": jnp.asarray(w * (spectral_radius / radius), dtype),
           "w_in": jnp.asarray(w_in * input_scaling, dtype),
           "bias": jnp.asarray(bias * bias_scaling, dtype)}
+
+
+def _exact_mask(key: jax.Array, shape: tuple[int, ...], fraction: float) -> jax.Array:
+  """round(fraction * size) ones at random places: an exact count, not one coin per entry,
+  so that a 100-unit reservoir with 10% input connectivity has 10 input units, never 4."""
+  size = int(np.prod(shape))
+  return (jax.random.permutation(key, size) < round(fraction * size)).reshape(shape)
 
 
 def spectral_radius(w) -> float:
