@@ -137,6 +137,21 @@ def test_stored_patterns_are_fixed_points_and_recalled_at_small_load():
   assert not np.array_equal(hopfield.sync_step(hopfield.store(many), many[0]), many[0])
 
 
+def test_batched_recall_equals_recall_one_probe_at_a_time():
+  patterns = jax.random.rademacher(jax.random.PRNGKey(0), (25, 100))  # alpha 0.25: slow
+  w = hopfield.store(patterns)
+  probes = jax.vmap(hopfield.flip, (0, 0, None))(
+      jax.random.split(jax.random.PRNGKey(1), 8), patterns[:8], 0.2)
+  key = jax.random.PRNGKey(2)
+  final, sweeps = hopfield.recall(w, probes, key, max_sweeps=15)
+  for row in range(8):
+    one, count = hopfield.recall(w, probes[row], key, max_sweeps=15)
+    assert np.array_equal(final[row], one) and int(sweeps[row]) == int(count)
+    # The row is at a fixed point, or its sweeps ran out.
+    assert (np.array_equal(hopfield.sync_step(w, one), one)) or int(count) == 15
+  assert len(set(np.asarray(sweeps).tolist())) > 1  # rows stopped after different sweeps
+
+
 def test_modern_hopfield_retrieves_from_noise_in_one_step():
   d, n = 32, 500  # 500 patterns in 32 dimensions: far beyond a classic network's ~4
   patterns = jax.random.normal(jax.random.PRNGKey(0), (n, d))

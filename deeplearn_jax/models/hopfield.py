@@ -9,7 +9,7 @@ Modern: patterns are the rows of X [P, d]; a query xi moves to
 X^T softmax(beta X xi), which for large enough beta lands on the nearest stored pattern
 in one update, with P exponential in d rather than ~0.14 d.
 
-Pure functions; vmap them over probes.
+Pure functions; the classic ones take one state [N] or a batch [B, N].
 """
 
 import jax
@@ -36,39 +36,47 @@ def _sign_or_keep(field: jax.Array, s: jax.Array) -> jax.Array:
 
 
 def update_unit(w: jax.Array, s: jax.Array, i: jax.Array) -> jax.Array:
-  """s with unit i set to the sign of its field W_i . s."""
-  field = w[i] @ s.astype(w.dtype)
-  return s.at[i].set(_sign_or_keep(field, s[i]))
+  """s [..., N] with unit i set to the sign of its field W_i . s (in every row)."""
+  field = s.astype(w.dtype) @ w[i]  # W is symmetric: row i is column i
+  return s.at[..., i].set(_sign_or_keep(field, s[..., i]))
 
 
 def sync_step(w: jax.Array, s: jax.Array) -> jax.Array:
-  """Every unit updated at once from the same state."""
-  return _sign_or_keep(w @ s.astype(w.dtype), s)
+  """Every unit of s [..., N] updated at once from the same state."""
+  return _sign_or_keep(s.astype(w.dtype) @ w, s)
 
 
 def async_sweep(w: jax.Array, s: jax.Array, key: jax.Array) -> jax.Array:
-  """One sweep: every unit updated once, one at a time, in a random order from `key`."""
-  order = jax.random.permutation(key, s.shape[0])
+  """One sweep: every unit updated once, one at a time, in a random order from `key`.
+  Rows of a batch s [B, N] share the order, so each update reads one row of W (on a
+  CPU, 5x faster than a gather of one row per probe that vmap would make)."""
+  order = jax.random.permutation(key, s.shape[-1])
   return jax.lax.scan(lambda st, i: (update_unit(w, st, i), None), s, order)[0]
 
 
 def recall(w: jax.Array, s: jax.Array, key: jax.Array, max_sweeps: int = 20,
            synchronous: bool = False) -> tuple[jax.Array, jax.Array]:
-  """Updates s until a whole sweep changes nothing or `max_sweeps` sweeps are done.
-  Returns (final state, sweeps run). Synchronous recall stops at a fixed point too,
-  but may end on a 2-cycle at the sweep limit."""
+  """Sweeps s [..., N] until a whole sweep changes nothing or `max_sweeps` are done.
+
+  Returns (final states, sweeps per row: up to and including the first sweep that left
+  the row unchanged, at most max_sweeps). A row at a fixed point stays there while the
+  others go on, so batching changes no row's result. Synchronous recall stops at a
+  fixed point too, but may end on a 2-cycle at the sweep limit."""
 
   def cond(carry):
-    _, _, changed, sweeps = carry
-    return changed & (sweeps < max_sweeps)
+    _, _, active, count, _ = carry
+    return jnp.any(active) & (count < max_sweeps)
 
   def body(carry):
-    st, k, _, sweeps = carry
+    st, k, active, count, sweeps = carry
     k, sub = jax.random.split(k)
     new = sync_step(w, st) if synchronous else async_sweep(w, st, sub)
-    return new, k, jnp.any(new != st), sweeps + 1
+    sweeps = sweeps + active
+    return new, k, active & jnp.any(new != st, axis=-1), count + 1, sweeps
 
-  final, _, _, sweeps = jax.lax.while_loop(cond, body, (s, key, jnp.array(True), 0))
+  active = jnp.ones(s.shape[:-1], bool)
+  final, _, _, _, sweeps = jax.lax.while_loop(
+      cond, body, (s, key, active, 0, jnp.zeros(s.shape[:-1], jnp.int32)))
   return final, sweeps
 
 
