@@ -108,12 +108,13 @@ def test_async_updates_never_raise_the_energy():
   np.testing.assert_allclose(w, np.asarray(patterns, np.float32).T @ np.asarray(patterns)
                              * (1 - np.eye(40)) / 40, rtol=1e-6)
   s = jax.random.rademacher(jax.random.PRNGKey(1), (40,))
-  energies, changed = [float(hopfield.energy(w, s))], 0
+  update, energy = jax.jit(hopfield.update_unit), jax.jit(hopfield.energy)
+  energies, changed = [float(energy(w, s))], 0
   order = np.random.default_rng(0).integers(0, 40, 400)
   for i in order:
-    new = hopfield.update_unit(w, s, i)
+    new = update(w, s, i)
     changed += int(np.any(new != s))
-    energies.append(float(hopfield.energy(w, new)))
+    energies.append(float(energy(w, new)))
     s = new
   assert changed > 0
   assert np.all(np.diff(energies) <= 1e-6)
