@@ -23,6 +23,8 @@ def test_reservoir_has_the_spectral_radius_asked_for(connectivity, radius):
   assert esn.spectral_radius(p["w"]) == pytest.approx(radius, rel=1e-5)
   assert np.count_nonzero(np.asarray(p["w"])) == round(connectivity * 50 * 50)
   assert set(np.unique(np.abs(np.asarray(p["w_in"])))) == {np.float32(0.7)}
+  with pytest.raises(UserError):  # 2 nonzero weights in 100 units: no cycle, radius 0
+    esn.init(jax.random.PRNGKey(0), 100, 1, connectivity=2e-4)
   sparse_in = esn.init(jax.random.PRNGKey(1), 100, 1, input_connectivity=0.1)["w_in"]
   assert np.count_nonzero(np.asarray(sparse_in)) == 10
 

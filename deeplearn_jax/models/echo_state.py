@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplearn_jax.errors import UserError
+
 Params = dict[str, jax.Array]
 
 
@@ -30,7 +32,7 @@ def init(key: jax.Array, num_units: int, num_inputs: int = 1, *, spectral_radius
   w = np.asarray(w * _exact_mask(k_mask, w.shape, connectivity), np.float64)
   radius = float(np.max(np.abs(np.linalg.eigvals(w))))
   if radius == 0.0:
-    raise ValueError(f"the random reservoir of {num_units} units with connectivity "
+    raise UserError(f"the random reservoir of {num_units} units with connectivity "
                      f"{connectivity} has no nonzero eigenvalue; raise connectivity")
   w_in = jnp.where(jax.random.bernoulli(k_in, 0.5, (num_units, num_inputs)), 1.0, -1.0)
   w_in = w_in * _exact_mask(k_in_mask, w_in.shape, input_connectivity)
