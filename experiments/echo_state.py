@@ -21,8 +21,8 @@ one-step RMSE of (a) was 0.0047 against 0.0019 (5 reservoirs), and the ridge of 
 1e-12, is far below float32's resolution of a Gram matrix with entries in the 1,000s.
 
 Command:  python -m experiments.echo_state
-Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float64; 113 s wall on
-          a machine loaded ~10 by other jobs (38 s of CPU)
+Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float64; 69 s wall on
+          a machine loaded 6-7 by other jobs (40 s of CPU; 37 s of it the free run)
 Result:   (a) RMSE 0.00236 and R^2 0.99989 (medians of 20 reservoirs; 0.00127 to
           0.00348, 7 of 20 at or below the README's 0.0020282): the target 0.0020 is
           not met by the median. reservoirpy 0.4.2 itself, 20 seeds on the same series,
