@@ -111,7 +111,7 @@ print(f"{jax.default_backend()} runtime: variant :{VARIANT}, data {DATASET}, run
 
 # %% [markdown]
 # ## The experiment's config, edited
-# Small: a net 4 to 8 times narrower, 30 steps, evaluated once at the end (seconds, apart
+# Small: a net 4 to 8 times narrower, 20 steps, evaluated once at the end (seconds, apart
 # from loading the data).
 
 # %%
@@ -124,7 +124,7 @@ if SIZE == "small":
   config.model.widths = (8, 16, 16)
   config.whiten_samples = 200
   config.batch_size = 64
-  config.num_train_steps = 30
+  config.num_train_steps = 20
   config.log_every_steps = 10
   config.eval_every_epochs = -1.0        # only at the end
   config.checkpoint_every_epochs = -1.0  # only at the end
