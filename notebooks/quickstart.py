@@ -177,7 +177,8 @@ test = outcome.dataset.test
 rows = np.arange(min(40, len(test)))
 batch = outcome.dataset.transform(test.gather(rows))
 variables = {"params": outcome.state.params, "batch_stats": outcome.state.batch_stats}
-logits = outcome.model.apply(variables, batch["input"], train=False)
+predict = jax.jit(lambda v, x: outcome.model.apply(v, x, train=False))  # one compile
+logits = predict(variables, batch["input"])
 predicted = np.asarray(logits).argmax(-1)
 
 fig, axes = plt.subplots(4, 10, figsize=(10, 4.6))

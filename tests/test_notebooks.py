@@ -3,7 +3,7 @@ runs top to bottom in a real Jupyter kernel at small settings (DEEPLEARN_NOTEBOO
 The CIFAR-10 notebook runs on the experiment's synthetic images; on the real CIFAR-10
 (../shared/data) only with DEEPLEARN_TEST_REAL_CIFAR=1, as loading it takes minutes.
 
-After editing notebooks/NAME.py:  jupytext --to ipynb notebooks/NAME.py
+After editing notebooks/NAME.py:  jupytext --update --to ipynb notebooks/NAME.py
 """
 
 import json
@@ -40,7 +40,8 @@ def test_ipynb_is_its_py_pair_without_outputs(name):
     py = f.read()
   # The .ipynb written back as percent text must be the .py, byte for byte.
   assert jupytext.writes(nb, fmt="py:percent") == py, (
-      f"{name}.ipynb has drifted from {name}.py: jupytext --to ipynb notebooks/{name}.py "
+      f"{name}.ipynb has drifted from {name}.py: jupytext --update --to ipynb "
+      f"notebooks/{name}.py "
       f"(or --to py:percent from the .ipynb, if that is the one you edited)")
   tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
   assert len(tagged) == 1 and "DEEPLEARN_NOTEBOOK_SIZE" in tagged[0].source
