@@ -13,6 +13,7 @@ import sys
 import jupytext
 import nbformat
 import pytest
+from nbclient import NotebookClient
 
 from conftest import REPO, SHARED_DATA
 
@@ -61,20 +62,19 @@ def _kernel_manager(tmp_path):
   return KernelManager(kernel_name="deeplearn_test", kernel_spec_manager=specs)
 
 
-def _execute(name, tmp_path, **env):
-  from nbclient import NotebookClient
-
+def _execute(name, tmp_path, **overrides):
+  """Runs notebooks/NAME.ipynb top to bottom in a fresh kernel: small size, its run folder
+  and TFDS data under tmp_path, one CPU device, the tests' compilation cache."""
   nb = nbformat.read(os.path.join(NOTEBOOKS, f"{name}.ipynb"), as_version=4)
-  env = dict(os.environ, DEEPLEARN_NOTEBOOK_SIZE="small",
-             DEEPLEARN_NOTEBOOK_WORKDIR=str(tmp_path / "run"),
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)  # one CPU device, as on a user's laptop
+  env.update(DEEPLEARN_NOTEBOOK_SIZE="small", DEEPLEARN_NOTEBOOK_WORKDIR=str(tmp_path / "run"),
              TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu",
              JAX_COMPILATION_CACHE_DIR=os.environ.get(
-                 "JAX_COMPILATION_CACHE_DIR",
-                 os.path.expanduser("~/.cache/deeplearn_jax/xla")),
+                 "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/deeplearn_jax/xla")),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
-             PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p),
-             **env)
-  env.pop("XLA_FLAGS", None)  # one CPU device, as on a user's laptop
+             PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+  env.update(overrides)
   client = NotebookClient(nb, km=_kernel_manager(tmp_path), timeout=300,
                           resources={"metadata": {"path": str(tmp_path)}})
   client.execute(env=env)  # raises CellExecutionError on any failing cell
