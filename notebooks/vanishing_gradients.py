@@ -136,8 +136,9 @@ runs = results["runs"]
 
 # %% [markdown]
 # ## Per-layer gradient norms at initialisation
-# One panel per depth; layer 1 is the input layer. A line falling to the left is a
-# gradient vanishing on its way back to the input.
+# One panel per depth; layer 1 is the input layer, dashed lines are nets with batch norm
+# or skips. A line falling to the left is a gradient vanishing on its way back to the
+# input.
 
 # %%
 import io
@@ -159,22 +160,30 @@ def accuracy(run: dict) -> str:
   return "diverged" if run["test_accuracy"] is None else f"{run['test_accuracy']:.1%}"
 
 
-by_depth: dict[int, list[str]] = {}
-for name in runs:
-  by_depth.setdefault(len(runs[name]["grad_norm_init"]), []).append(name)
-fig, axes = plt.subplots(1, len(by_depth), figsize=(5.5 * len(by_depth), 4.2),
-                         squeeze=False, sharey=True)
-for ax, (depth, group) in zip(axes[0], sorted(by_depth.items())):
-  for name in group:
-    norms = runs[name]["grad_norm_init"]
-    ax.plot(range(1, depth + 1), norms, "o-", ms=3,
-            label=f"{name.rsplit('_d', 1)[0]}: {accuracy(runs[name])}")
+families = list(dict.fromkeys(name.rsplit("_d", 1)[0] for name in runs))
+colors = {f: plt.cm.tab20(i % 20) for i, f in enumerate(families)}  # same color each panel
+depths = sorted({len(run["grad_norm_init"]) for run in runs.values()})
+cols = min(2, len(depths))
+fig, axes = plt.subplots(-(-len(depths) // cols), cols, squeeze=False, sharey=True,
+                         figsize=(7.5 * cols, 4 * -(-len(depths) // cols)))
+for ax, depth in zip(axes.flat, depths):
+  for name, run in runs.items():
+    if len(run["grad_norm_init"]) == depth:
+      family = name.rsplit("_d", 1)[0]
+      ax.plot(range(1, depth + 1), run["grad_norm_init"], marker="o", ms=3, color=colors[family],
+              ls="--" if "_bn" in family or "_res" in family else "-",
+              label=f"{family}: {accuracy(run)}")
   ax.set_yscale("log")
   ax.set_title(f"depth {depth}")
   ax.set_xlabel("layer (1 = input)")
+  ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+  ax.set_ylabel("gradient norm at init")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, title="net: test accuracy", title_fontsize=7)
-axes[0][0].set_ylabel("gradient norm at init")
+  ax.legend(fontsize=7, title="net: test accuracy", title_fontsize=7, loc="upper left",
+            bbox_to_anchor=(1.0, 1.0))
+for ax in list(axes.flat)[len(depths):]:
+  ax.axis("off")
+fig.tight_layout()
 show(fig)
 
 # %% [markdown]
