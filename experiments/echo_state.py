@@ -248,8 +248,7 @@ def _plot_free_run(path: str, f: dict, units: int) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   _validate(config)
-  run_folder.check_writable(workdir)
-  run_folder.prepare(workdir, config, has_checkpoint=False)
+  run_folder.start(workdir, config)
   key_a, key_b = jax.random.split(jax.random.PRNGKey(config.seed))
   with jax.enable_x64(bool(config.float64)):
     dtype = jnp.float64 if config.float64 else jnp.float32

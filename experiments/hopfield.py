@@ -230,8 +230,7 @@ def _plot_modern(path: str, examples: dict, config: ml_collections.ConfigDict) -
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   _validate(config)
-  run_folder.check_writable(workdir)
-  run_folder.prepare(workdir, config, has_checkpoint=False)
+  run_folder.start(workdir, config)
   key_classic, key_modern = jax.random.split(jax.random.PRNGKey(config.seed))
 
   start = time.perf_counter()
