@@ -27,7 +27,7 @@ def _reference(kind, p, xs, h):
   """The papers' equations in numpy, step by step, from the cell's parameters."""
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
   b = xs.shape[0]
-  state = np.zeros((b, h))
+  state, c = np.zeros((b, h)), np.zeros((b, h))  # c: the LSTM's cell state
   outs = []
   for x in np.moveaxis(np.asarray(xs, np.float64), 1, 0):
     if kind == "elman":
@@ -35,12 +35,11 @@ def _reference(kind, p, xs, h):
                       + state @ p["recurrent_kernel"])
       y = state
     elif kind == "lstm":
-      c, hh = (state, state * 0) if not outs else (c, y)
-      z = x @ p["input"]["kernel"] + p["input"]["bias"] + hh @ p["recurrent_kernel"]
+      z = x @ p["input"]["kernel"] + p["input"]["bias"] + state @ p["recurrent_kernel"]
       zi, zf, zg, zo = np.split(z, 4, axis=-1)
       pi, pf, po = p["peephole"]
       c = _sigmoid(zf + pf * c) * c + _sigmoid(zi + pi * c) * np.tanh(zg)
-      y = _sigmoid(zo + po * c) * np.tanh(c)
+      state = y = _sigmoid(zo + po * c) * np.tanh(c)
     elif kind == "second_order":
       if not outs:
         state[:, 0] = 1.0
