@@ -15,7 +15,8 @@ READOUTS = ("last", "mean", "all")
 
 
 def scan_cell(cell: Cell, xs: jax.Array, mask: Optional[jax.Array] = None,
-              initial_carry=None, reverse: bool = False, unroll: int = 1):
+              initial_carry=None, reverse: bool = False, unroll: int = 1,
+              fused: bool = True):
   """Runs `cell` over xs [batch, time, in]: (final carry, outputs [batch, time, out]).
 
   Call it from inside a module that owns `cell`. The input projection is one matmul
@@ -23,10 +24,15 @@ def scan_cell(cell: Cell, xs: jax.Array, mask: Optional[jax.Array] = None,
   unchanged and the output is zero; so the final carry is the one after each row's last
   valid step, for any mask (flax's nn.RNN instead steps on past a row's end and picks
   the carry of its last valid step afterwards, which serves lengths but not gaps), and a
-  reverse scan of a padded row starts at its last valid step.
+  reverse scan of a padded row starts at its last valid step. fused=True takes the
+  cell's own whole-sequence path where it has one (the LSTM's hand-written gradient).
   """
   xp = cell.project(xs)
   carry = cell.initial_carry(xs.shape[0]) if initial_carry is None else initial_carry
+  if fused:
+    out = cell.sequence(carry, xp, mask, reverse, unroll)
+    if out is not None:
+      return out
 
   def body(cell, carry, inputs):
     if mask is None:

@@ -5,7 +5,9 @@ continuous-time RNN, with a registry by name (CELLS, make_cell).
 Every cell splits its step in two so that a sequence runs fast: `project(xs)` is the part
 that reads only the input, done for all time steps at once as one matmul before the
 scan, and `step(carry, xp)` is the recurrence, one matmul per step (the gates fused).
-`cell(carry, x)` does both for one step, as flax's nn.RNN expects of a cell."""
+`cell(carry, x)` does both for one step, as flax's nn.RNN expects of a cell. A cell may
+also run a whole sequence its own way (`sequence`): the LSTM's has a hand-written
+gradient (lstm_scan.py)."""
 
 from typing import Any
 
@@ -14,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from deeplearn_jax.errors import UserError
+from deeplearn_jax.models.lstm_scan import lstm_sequence
 
 Carry = Any
 ACTIVATIONS = {"tanh": jnp.tanh, "sigmoid": nn.sigmoid, "relu": nn.relu}
@@ -47,6 +50,11 @@ class Cell(nn.RNNCellBase):
   def output(self, carry: Carry) -> jax.Array:
     """The output the step that produced `carry` returned."""
     return carry
+
+  def sequence(self, carry: Carry, xp: jax.Array, mask, reverse: bool, unroll: int):
+    """A faster whole-sequence path, (carry, outputs), or None to scan `step`."""
+    del carry, xp, mask, reverse, unroll
+    return None
 
   def __call__(self, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:
     return self.step(carry, self.project(x))
@@ -171,6 +179,11 @@ class LSTMCell(Cell):
       o = o + p[2] * c  # the output gate peeks at the new cell state
     h = nn.sigmoid(o) * jnp.tanh(c)
     return (c, h), h
+
+  def sequence(self, carry, xp, mask, reverse, unroll):
+    if self.peepholes:
+      return None
+    return lstm_sequence(xp, self.recurrent.astype(self.dtype), *carry, mask, reverse, unroll)
 
 
 class GRUCell(Cell):
