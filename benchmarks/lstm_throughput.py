@@ -9,16 +9,18 @@ Both train the same network on the same batch: a one-layer LSTM (batch 64, hidde
 100 steps of 64 input features, float32), a linear head on the last step's output,
 cross-entropy over 10 classes, Adam (lr 1e-3, the same betas and eps). Ours is
 models.create's "rnn" model (the input projection hoisted out of the scan, the four gate
-matmuls fused) in a plain jitted optax step with the state donated; PyTorch's is eager
-nn.LSTM(batch_first=True) + nn.Linear starting from our initial weights (the two
-forward passes are checked equal first), with torch.set_num_threads(--torch_threads)
-and JAX on XLA's default threading.
+matmuls fused, the hand-written backward pass of models/lstm_scan.py) in a plain jitted
+optax step with the state donated; PyTorch's is eager nn.LSTM(batch_first=True) +
+nn.Linear starting from our initial weights (the two forward passes are checked equal
+first), with torch.set_num_threads(--torch_threads) and JAX on XLA's default threading.
 
 Timing: --warmup untimed steps (JAX's first includes compilation), then --rounds rounds
 of --steps timed steps, the runners taking turns in every round because a shared VM's
 speed drifts; steps/s of the median round is reported with the range. --jax_unroll
-"1,4" adds a JAX runner per scan unroll to the rotation. The load average is recorded
-at the start and the end: other processes slow both, PyTorch's OpenMP threads most.
+"1,4" adds a JAX runner per scan unroll to the rotation, and --jax_gradient
+fused,autodiff one with JAX's own gradient of the scanned step beside the hand-written
+one. The load average is recorded at the start and the end: other processes slow both,
+PyTorch's OpenMP threads most.
 
 Results: a table on stdout and JSON in --out (default benchmarks/results/lstm_throughput.json).
 Quick check of the code path (the numbers are not a benchmark):
@@ -55,10 +57,10 @@ LR = 1e-3
 class JaxRunner:
   """Our "rnn" model (cell lstm, readout last) and an optax Adam step under jax.jit."""
 
-  def __init__(self, args, unroll: int):
-    self.name = f"jax(unroll={unroll})"
+  def __init__(self, args, unroll: int, fused: bool = True):
+    self.name = f"jax(unroll={unroll})" + ("" if fused else ",autodiff")
     cfg = ml_collections.ConfigDict(dict(name="rnn", cell="lstm", hidden=args.hidden,
-                                         unroll=unroll))
+                                         unroll=unroll, fused=fused))
     self.model = models.create(cfg, args.classes)
     self.params = self.model.init(jax.random.PRNGKey(args.seed),
                                   jnp.zeros((1, args.seq_len, args.features)))["params"]
@@ -213,6 +215,9 @@ def parse_args() -> argparse.Namespace:
   p.add_argument("--warmup", type=int, default=3, help="untimed steps first (incl. compile)")
   p.add_argument("--jax_unroll", default="1", help="comma-separated scan unrolls, one "
                  "JAX runner each")
+  p.add_argument("--jax_gradient", default="fused", help="comma-separated: 'fused' (the "
+                 "LSTM's hand-written backward pass, the default) and/or 'autodiff' (JAX's "
+                 "gradient of the scanned step), one JAX runner each")
   p.add_argument("--torch_threads", type=int, default=2)
   p.add_argument("--frameworks", default="jax,torch", help="comma-separated: jax,torch")
   p.add_argument("--seed", type=int, default=0)
@@ -222,6 +227,10 @@ def parse_args() -> argparse.Namespace:
   if not args.frameworks or set(args.frameworks) - {"jax", "torch"}:
     p.error("--frameworks: choose from jax,torch")
   args.jax_unroll = [int(u) for u in args.jax_unroll.split(",")]
+  grads = [g.strip() for g in args.jax_gradient.split(",")]
+  if not grads or set(grads) - {"fused", "autodiff"}:
+    p.error("--jax_gradient: choose from fused,autodiff")
+  args.jax_gradient = [g == "fused" for g in grads]
   if min(args.steps, args.rounds, args.warmup, *args.jax_unroll) < 1:
     p.error("--steps, --rounds, --warmup and --jax_unroll must be >= 1")
   return args
@@ -237,10 +246,13 @@ def main() -> None:
   if load[0] > 0.5:
     print(f"warning: load average {load[0]:.1f} on {os.cpu_count()} cores; "
           "benchmark on an otherwise idle machine", flush=True)
-  runners = [JaxRunner(args, u) for u in args.jax_unroll] if "jax" in args.frameworks else []
+  runners = []
+  if "jax" in args.frameworks:
+    runners = [JaxRunner(args, u, fused) for fused in args.jax_gradient for u in args.jax_unroll]
   settings = {k: getattr(args, k) for k in ("batch_size", "hidden", "seq_len", "features",
                                             "classes", "steps", "rounds", "warmup",
                                             "jax_unroll", "torch_threads")}
+  settings["jax_gradient"] = ["fused" if g else "autodiff" for g in args.jax_gradient]
   settings.update(dtype="float32", optimizer=f"adam lr {LR}", loss="softmax cross-entropy "
                   "on the last step's output", data="one fixed random batch")
   if "torch" in args.frameworks:

@@ -61,6 +61,7 @@ class RNNLayer(nn.Module):
   unroll: int = 1
   cell_options: Any = None
   dtype: str = "float32"
+  fused: bool = True  # False: JAX's gradient of the scanned step (checks, benchmarks)
 
   @nn.compact
   def __call__(self, xs, mask=None):
@@ -68,7 +69,8 @@ class RNNLayer(nn.Module):
     summaries, outputs = [], []
     for d in directions:
       cell = make_cell(self.cell, self.hidden, self.dtype, self.cell_options, name=d)
-      carry, ys = scan_cell(cell, xs, mask, reverse=d == "backward", unroll=self.unroll)
+      carry, ys = scan_cell(cell, xs, mask, reverse=d == "backward", unroll=self.unroll,
+                            fused=self.fused)
       summaries.append(cell.output(carry))
       outputs.append(ys)
     if len(directions) == 1:
@@ -89,6 +91,7 @@ class StackedRNN(nn.Module):
   unroll: int = 1
   cell_options: Any = None
   dtype: str = "float32"
+  fused: bool = True
 
   @nn.compact
   def __call__(self, xs, mask=None, train: bool = False):
@@ -96,7 +99,8 @@ class StackedRNN(nn.Module):
       if i:
         xs = nn.Dropout(self.dropout, deterministic=not train)(xs)
       summary, xs = RNNLayer(self.cell, self.hidden, self.bidirectional, self.unroll,
-                             self.cell_options, self.dtype, name=f"layer{i}")(xs, mask)
+                             self.cell_options, self.dtype, self.fused,
+                             name=f"layer{i}")(xs, mask)
     return summary, xs
 
 
@@ -163,6 +167,7 @@ class RNNClassifier(nn.Module):
   embed_dim: int = 0
   cell_options: Any = None  # the cell's own fields, e.g. {"peepholes": True}
   dtype: str = "float32"
+  fused: bool = True        # False: no cell's own sequence path (see scan_cell)
 
   def __post_init__(self):
     _check_fields(self)
@@ -176,7 +181,7 @@ class RNNClassifier(nn.Module):
     mask = _mask_from(mask, lengths, *xs.shape[:2])
     summary, ys = StackedRNN(self.cell, self.hidden, self.num_layers, self.bidirectional,
                              self.dropout, self.unroll, self.cell_options, self.dtype,
-                             name="rnn")(xs, mask, train)
+                             self.fused, name="rnn")(xs, mask, train)
     h = nn.Dropout(self.dropout, deterministic=not train)(_read_out(self.readout, summary,
                                                                     ys, mask))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(h).astype("float32")
