@@ -113,13 +113,12 @@ def test_fused_lstm_equals_the_scanned_step_with_its_gradients():
     (c, h), ys = model.apply({"params": p}, x, m, reverse, fused)
     return jnp.sum(jnp.sin(ys) * w) + jnp.sum(c ** 2) + jnp.sum(h)
 
-  for m in (None, mask):
-    for reverse in (False, True):
-      fused = jax.value_and_grad(loss, argnums=(0, 1))(v["params"], xs, m, reverse, True)
-      plain = jax.value_and_grad(loss, argnums=(0, 1))(v["params"], xs, m, reverse, False)
-      for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(plain)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-      assert float(jnp.abs(fused[1][0]["cell"]["recurrent_kernel"]).sum()) > 0
+  for m, reverse in ((None, False), (mask, False), (mask, True)):
+    fused = jax.value_and_grad(loss, argnums=(0, 1))(v["params"], xs, m, reverse, True)
+    plain = jax.value_and_grad(loss, argnums=(0, 1))(v["params"], xs, m, reverse, False)
+    for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(plain)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(fused[1][0]["cell"]["recurrent_kernel"]).sum()) > 0
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -141,7 +140,9 @@ def test_only_the_bidirectional_output_reads_the_future(bidirectional):
 def test_masked_steps_leave_the_carry_unchanged():
   rng = np.random.default_rng(0)
   xs = jnp.asarray(rng.normal(size=(2, 6, 3)), jnp.float32)
-  mask = jnp.array([[1, 1, 0, 1, 0, 0], [0, 1, 1, 1, 1, 1]], bool)
+  # Gaps, trailing and leading padding; 4 valid steps in each row, so that the rows with
+  # their masked steps cut out make one batch.
+  mask = jnp.array([[1, 0, 1, 1, 1, 0], [0, 1, 1, 0, 1, 1]], bool)
 
   class Masked(nn.Module):
     @nn.compact
@@ -152,14 +153,15 @@ def test_masked_steps_leave_the_carry_unchanged():
   v = model.init(jax.random.PRNGKey(0), xs, mask)
   for reverse in (False, True):
     carry, ys = model.apply(v, xs, mask, reverse)
-    for row in range(2):
-      kept = np.asarray(mask[row])
-      # The same row with its masked steps cut out gives the same final state.
-      ref_carry, ref_ys = model.apply(v, xs[row:row + 1, kept], None, reverse)
-      for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(ref_carry)):
-        np.testing.assert_allclose(a[row], b[0], rtol=1e-5, atol=1e-6)
-      np.testing.assert_allclose(ys[row, kept], ref_ys[0], rtol=1e-5, atol=1e-6)
-      assert (np.asarray(ys[row, ~kept]) == 0).all()
+    kept = np.asarray(mask)
+    # The rows with their masked steps cut out give the same final states and outputs.
+    cut = jnp.stack([xs[row, kept[row]] for row in range(2)])
+    ref_carry, ref_ys = model.apply(v, cut, None, reverse)
+    for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(ref_carry)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ys)[kept].reshape(2, 4, -1), ref_ys,
+                               rtol=1e-5, atol=1e-6)
+    assert (np.asarray(ys)[~kept] == 0).all()
 
 
 def test_lengths_make_padding_irrelevant_to_the_classifier():
