@@ -12,7 +12,8 @@ models.create's "rnn" model (the input projection hoisted out of the scan, the f
 matmuls fused, the hand-written backward pass of models/lstm_scan.py) in a plain jitted
 optax step with the state donated; PyTorch's is eager nn.LSTM(batch_first=True) +
 nn.Linear starting from our initial weights (the two forward passes are checked equal
-first), with torch.set_num_threads(--torch_threads) and JAX on XLA's default threading.
+first), with torch.set_num_threads(--torch_threads; "2,1" times one runner per thread
+count, each setting its own before its steps) and JAX on XLA's default threading.
 
 Timing: --warmup untimed steps (JAX's first includes compilation), then --rounds rounds
 of --steps timed steps, the runners taking turns in every round because a shared VM's
@@ -106,12 +107,12 @@ class JaxRunner:
 class TorchRunner:
   """torch.nn.LSTM + nn.Linear in eager mode, torch.optim.Adam, from our weights."""
 
-  name = "torch"
-
-  def __init__(self, args, flax_params):
+  def __init__(self, args, flax_params, threads: int):
     import torch
     self.torch = torch
-    torch.set_num_threads(args.torch_threads)
+    self.threads = threads
+    self.name = f"torch({threads} thread{'s' if threads > 1 else ''})"
+    torch.set_num_threads(threads)
     self.lstm = torch.nn.LSTM(args.features, args.hidden, batch_first=True)
     self.head = torch.nn.Linear(args.hidden, args.classes)
     self._load(flax_params)
@@ -145,6 +146,8 @@ class TorchRunner:
 
   def step(self, batch) -> None:
     x, y = batch
+    if self.torch.get_num_threads() != self.threads:  # another torch runner changed it
+      self.torch.set_num_threads(self.threads)
     self.opt.zero_grad(set_to_none=True)
     self.torch.nn.functional.cross_entropy(self._logits(x), y).backward()
     self.opt.step()
@@ -218,7 +221,8 @@ def parse_args() -> argparse.Namespace:
   p.add_argument("--jax_gradient", default="fused", help="comma-separated: 'fused' (the "
                  "LSTM's hand-written backward pass, the default) and/or 'autodiff' (JAX's "
                  "gradient of the scanned step), one JAX runner each")
-  p.add_argument("--torch_threads", type=int, default=2)
+  p.add_argument("--torch_threads", default="2", help="comma-separated thread counts, one "
+                 "PyTorch runner each")
   p.add_argument("--frameworks", default="jax,torch", help="comma-separated: jax,torch")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default=str(REPO / "benchmarks/results/lstm_throughput.json"))
@@ -227,12 +231,13 @@ def parse_args() -> argparse.Namespace:
   if not args.frameworks or set(args.frameworks) - {"jax", "torch"}:
     p.error("--frameworks: choose from jax,torch")
   args.jax_unroll = [int(u) for u in args.jax_unroll.split(",")]
+  args.torch_threads = [int(t) for t in args.torch_threads.split(",")]
   grads = [g.strip() for g in args.jax_gradient.split(",")]
   if not grads or set(grads) - {"fused", "autodiff"}:
     p.error("--jax_gradient: choose from fused,autodiff")
   args.jax_gradient = [g == "fused" for g in grads]
-  if min(args.steps, args.rounds, args.warmup, *args.jax_unroll) < 1:
-    p.error("--steps, --rounds, --warmup and --jax_unroll must be >= 1")
+  if min(args.steps, args.rounds, args.warmup, *args.jax_unroll, *args.torch_threads) < 1:
+    p.error("--steps, --rounds, --warmup, --jax_unroll and --torch_threads must be >= 1")
   return args
 
 
@@ -257,13 +262,13 @@ def main() -> None:
                   "on the last step's output", data="one fixed random batch")
   if "torch" in args.frameworks:
     reference = runners[0] if runners else JaxRunner(args, 1)
-    torch_runner = TorchRunner(args, reference.params)
-    ours, theirs = reference.logits(batch), torch_runner.logits(batch)
+    torch_runners = [TorchRunner(args, reference.params, t) for t in args.torch_threads]
+    ours, theirs = reference.logits(batch), torch_runners[0].logits(batch)
     diff = float(np.abs(ours - theirs).max())
     if diff > 1e-4 * max(1.0, float(np.abs(ours).max())):
       raise AssertionError(f"JAX and PyTorch LSTMs differ from the same weights: {diff:.3g}")
     settings["torch_forward_max_abs_diff_at_start"] = diff
-    runners.append(torch_runner)
+    runners += torch_runners
   print(f"{args.warmup} warm-up steps, then {args.rounds} rounds of {args.steps} timed steps, "
         "runners taking turns ...", flush=True)
   speed = throughput(runners, batch, args)
@@ -280,7 +285,7 @@ def main() -> None:
   print()
   for name, r in results["frameworks"].items():
     lo, hi = r["steps_per_second_range"]
-    print(f"{name:16s} {r['steps_per_second']:7.2f} steps/s (rounds {lo:.2f}-{hi:.2f}), "
+    print(f"{name:24s} {r['steps_per_second']:7.2f} steps/s (rounds {lo:.2f}-{hi:.2f}), "
           f"{r['ms_per_step']:7.1f} ms/step, {r['num_params']:,} params")
   print(f"CPU: {results['machine']['cpu_model']}, {os.cpu_count()} cores; load average "
         f"{load[0]:.1f} at start, {results['machine']['load_average_at_end'][0]:.1f} at end")
