@@ -14,8 +14,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-sigmoid = jax.nn.sigmoid
-
 
 def lstm_sequence(xp, recurrent, c0, h0, mask=None, reverse=False, unroll=1):
   """The LSTM (gates i, f, g, o; no peepholes) over xp [batch, time, 4h], the input's
@@ -30,8 +28,13 @@ def lstm_sequence(xp, recurrent, c0, h0, mask=None, reverse=False, unroll=1):
 
 
 def _gates(x, recurrent, c, h):
-  i, f, g, o = jnp.split(x + h @ recurrent, 4, axis=-1)
-  i, f, g, o = sigmoid(i), sigmoid(f), jnp.tanh(g), sigmoid(o)
+  # sigmoid(z) = (1 + tanh(z / 2)) / 2, so one tanh serves all four gates: XLA's CPU
+  # tanh is much faster than its logistic, and the forward scan took a third less time.
+  hidden = h.shape[-1]
+  half = jnp.full((hidden,), 0.5, x.dtype)
+  scale = jnp.concatenate([half, half, jnp.ones((hidden,), x.dtype), half])
+  i, f, g, o = jnp.split(jnp.tanh((x + h @ recurrent) * scale), 4, axis=-1)
+  i, f, o = 0.5 * i + 0.5, 0.5 * f + 0.5, 0.5 * o + 0.5
   c_new = f * c + i * g
   tc = jnp.tanh(c_new)
   return i, f, g, o, c_new, tc, o * tc
