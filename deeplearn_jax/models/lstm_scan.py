@@ -16,15 +16,13 @@ import jax.numpy as jnp
 
 
 def lstm_sequence(xp, recurrent, c0, h0, mask=None, reverse=False, unroll=1):
-  """The LSTM (gates i, f, g, o; no peepholes) over xp [batch, time, 4h], the input's
-  part of the gates with the bias. recurrent is [h, 4h]; mask [batch, time] (or None)
-  leaves the carry unchanged where False and makes the output zero there.
-  Returns ((c, h) after the last step, outputs h [batch, time, h])."""
-  xp = jnp.swapaxes(xp, 0, 1)  # time-major for lax.scan
+  """The LSTM (gates i, f, g, o; no peepholes) over time-major xp [time, batch, 4h], the
+  input's part of the gates with the bias. recurrent is [h, 4h]; mask [time, batch] (or
+  None) leaves the carry unchanged where False and makes the output zero there.
+  Returns ((c, h) after the last step, outputs h [time, batch, h])."""
   if mask is not None:
-    mask = jnp.swapaxes(mask, 0, 1)[..., None].astype(xp.dtype)
-  carry, ys = _lstm(xp, recurrent, c0, h0, mask, reverse, unroll)
-  return carry, jnp.swapaxes(ys, 0, 1)
+    mask = mask[..., None].astype(xp.dtype)
+  return _lstm(xp, recurrent, c0, h0, mask, reverse, unroll)
 
 
 def _gates(x, recurrent, c, h):

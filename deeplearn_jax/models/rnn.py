@@ -27,12 +27,21 @@ def scan_cell(cell: Cell, xs: jax.Array, mask: Optional[jax.Array] = None,
   reverse scan of a padded row starts at its last valid step. fused=True takes the
   cell's own whole-sequence path where it has one (the LSTM's hand-written gradient).
   """
-  xp = cell.project(xs)
+  # Time-major inside: the scan slices the leading axis, and transposing the input
+  # before its projection moves fewer numbers than transposing the projection.
+  xp = cell.project(jnp.swapaxes(xs, 0, 1))
+  if mask is not None:
+    mask = jnp.swapaxes(mask, 0, 1).astype(bool)
   carry = cell.initial_carry(xs.shape[0]) if initial_carry is None else initial_carry
-  if fused:
-    out = cell.sequence(carry, xp, mask, reverse, unroll)
-    if out is not None:
-      return out
+  out = cell.sequence(carry, xp, mask, reverse, unroll) if fused else None
+  if out is None:
+    out = _scan_steps(cell, carry, xp, mask, reverse, unroll)
+  carry, ys = out
+  return carry, jnp.swapaxes(ys, 0, 1)
+
+
+def _scan_steps(cell: Cell, carry, xp, mask, reverse: bool, unroll: int):
+  """nn.scan of cell.step over time-major xp [time, batch, ...]."""
 
   def body(cell, carry, inputs):
     if mask is None:
@@ -44,8 +53,8 @@ def scan_cell(cell: Cell, xs: jax.Array, mask: Optional[jax.Array] = None,
     return new, jnp.where(keep, y, jnp.zeros((), y.dtype))
 
   scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
-                 in_axes=1, out_axes=1, reverse=reverse, unroll=unroll)
-  return scan(cell, carry, xp if mask is None else (xp, mask.astype(bool)))
+                 reverse=reverse, unroll=unroll)
+  return scan(cell, carry, xp if mask is None else (xp, mask))
 
 
 class RNNLayer(nn.Module):

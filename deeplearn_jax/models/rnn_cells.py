@@ -52,7 +52,9 @@ class Cell(nn.RNNCellBase):
     return carry
 
   def sequence(self, carry: Carry, xp: jax.Array, mask, reverse: bool, unroll: int):
-    """A faster whole-sequence path, (carry, outputs), or None to scan `step`."""
+    """A faster whole-sequence path over time-major xp [time, batch, ...] and mask
+    [time, batch] (or None): (carry, outputs [time, batch, ...]), or None to scan
+    `step`."""
     del carry, xp, mask, reverse, unroll
     return None
 
