@@ -11,6 +11,7 @@ from deeplearn_jax.models.lenet import LeNet5
 from deeplearn_jax.models.mlp import MLP
 from deeplearn_jax.models.mobilenet import MobileNetV1
 from deeplearn_jax.models.resnet import CifarResNet, ResNet18, ResNet34, ResNet50, ResNet101
+from deeplearn_jax.models.rnn import HierarchicalRNN, RNNClassifier
 
 REGISTRY = {
     "mlp": MLP,
@@ -23,6 +24,8 @@ REGISTRY = {
     "cifar_resnet": CifarResNet,
     "mobilenet_v1": MobileNetV1,
     "fast_cifar": FastCifarNet,
+    "rnn": RNNClassifier,
+    "hierarchical_rnn": HierarchicalRNN,
 }
 
 
