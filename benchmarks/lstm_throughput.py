@@ -23,12 +23,13 @@ fused,autodiff one with JAX's own gradient of the scanned step beside the hand-w
 one. The load average is recorded at the start and the end: other processes slow both,
 PyTorch's OpenMP threads most.
 
-Result (2 vCPUs "AMD EPYC", shared: load average 5.5 -> 3.8 during the run; --jax_unroll
-1,2 --jax_gradient fused,autodiff --torch_threads 2,1): ours 2.16 steps/s (2.06 with
-unroll 2, 1.86 and 1.63 with JAX's own gradient), PyTorch 2.13 0.59 on 2 threads (its
-rounds 0.23-5.06: the other processes stall its OpenMP threads) and 2.95 on 1 thread.
-Beside PyTorch on one thread ours is about 25% slower; on an idle machine with 2 threads
-PyTorch is likely faster still (its best round, 5.06). Not measured on an idle machine.
+Result (2 vCPUs "AMD EPYC", shared with other engineers' jobs). At the lowest load seen,
+3.1 -> 2.3 (`--torch_threads 2,1`, benchmarks/results/lstm_throughput.json): ours 4.27
+steps/s, PyTorch 2.13 5.26 on 2 threads and 3.02 on 1: PyTorch about 23% faster. At
+load 5.5 -> 3.8 (`--jax_unroll 1,2 --jax_gradient fused,autodiff --torch_threads 2,1`,
+results/lstm_throughput_variants.json): ours 2.16 (unroll 2: 2.06; JAX's own gradient:
+1.86, 1.63), PyTorch 0.59 on 2 threads (rounds 0.23-5.06: busy cores stall its OpenMP
+threads) and 2.95 on 1. Not measured on an idle machine.
 
 Results: a table on stdout and JSON in --out (default benchmarks/results/lstm_throughput.json).
 Quick check of the code path (the numbers are not a benchmark):
