@@ -34,6 +34,7 @@ def _assert_clean_error(proc, pattern):
   assert pattern in last, last
 
 
+@pytest.mark.slow
 def test_smoke_command_writes_results_and_resumes(tmp_path):
   wd = tmp_path / "run"
   cmd = ["experiments.lenet", "--config=experiments/lenet.py:smoke", f"--workdir={wd}"]
@@ -189,6 +190,7 @@ def test_garbage_config_json_is_refused_and_kept(tmp_path):
   assert sorted(os.listdir(wd)) == ["config.json"]
 
 
+@pytest.mark.slow
 def test_read_only_filesystem(tmp_path):
   ro = tmp_path / "ro"
   ro.mkdir()

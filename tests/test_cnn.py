@@ -286,6 +286,7 @@ def _config(model, steps, **overrides):
   return override(c, **overrides)
 
 
+@pytest.mark.slow
 def test_fsdp_training_matches_data_parallel_and_one_device(tmp_path):
   mlp = dict(name="mlp", hidden=(256, 256))
   meshes = {"one": dict(data=1), "dp8": dict(data=8), "dp2_fsdp4": dict(data=2, fsdp=4)}
@@ -306,6 +307,7 @@ def test_fsdp_training_matches_data_parallel_and_one_device(tmp_path):
   assert _spec(runs["dp8"].state.params["Dense_1"]["kernel"]) == (None, None)
 
 
+@pytest.mark.slow
 def test_bn_model_resumes_with_identical_params_and_batch_stats(tmp_path, monkeypatch):
   """A cifar_resnet (BN) run under fsdp, crashed after a checkpoint and resumed."""
   resnet = dict(name="cifar_resnet", depth=8, width=16, shortcut="projection")

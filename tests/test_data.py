@@ -70,6 +70,7 @@ def test_cifar_reader_rejects_short_member(tmp_path):
     official.read_cifar10(str(tmp_path), "train")
 
 
+@pytest.mark.slow
 def test_prepare_mnist_from_official_files(shared_data, tfds_dir):
   """The real files -> TFDS array_record -> tfds.data_source, without TensorFlow."""
   ds = data.load(ml_collections.ConfigDict(dict(name="mnist", manual_dir=shared_data,
@@ -151,6 +152,7 @@ def test_eval_batches_cover_every_example_once():
   assert sorted(seen) == list(range(23))
 
 
+@pytest.mark.slow
 def test_prepare_cifar10_from_the_official_archive(shared_data, tfds_dir):
   archive = os.path.join(shared_data, "cifar10", official.CIFAR10_ARCHIVE)
   if not os.path.isfile(archive):

@@ -63,6 +63,7 @@ def test_damaged_stack_is_refused(tmp_path):
     checkpoint.load_params(str(path))
 
 
+@pytest.mark.slow
 def test_dbn_smoke_pretraining_helps_and_reruns_identically(tmp_path):
   config = dbn.get_config("smoke")
   wd = str(tmp_path / "dbn")

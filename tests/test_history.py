@@ -168,6 +168,7 @@ def test_vanishing_gradients_smoke_end_to_end(tmp_path):
   assert (tmp_path / "grad_norms.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_optimizers_smoke_end_to_end(tmp_path):
   results = optimizers_exp.train_and_evaluate(smoke_config(optimizers_exp),
                                                  str(tmp_path))

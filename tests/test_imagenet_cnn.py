@@ -99,6 +99,7 @@ def test_learning_rate_follows_the_global_batch():
   assert c.optimizer.learning_rate == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_fast_cifar_recipe_learns_with_its_whitening_frozen(tmp_path):
   c = imagenet_cnn.get_config("cifar10,smoke")
   assert c.model.name == "fast_cifar" and c.whiten_samples > 0

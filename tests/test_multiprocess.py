@@ -17,6 +17,8 @@ import pytest
 from conftest import REPO, cli_env
 from deeplearn_jax.checkpoint import read_checkpoint
 
+pytestmark = pytest.mark.slow  # real processes joining a run: tens of seconds each
+
 STEPS = 300
 COMMAND = ["experiments.lenet", "--config=experiments/lenet.py:smoke",
            f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=10",

@@ -74,6 +74,7 @@ def reference(tmp_path_factory):
   return tmp / "run"
 
 
+@pytest.mark.slow
 def test_kill_9_three_times_then_resume_is_bit_identical(reference, tmp_path):
   rng = random.Random(0)
   workdir = tmp_path / "run"
@@ -90,6 +91,7 @@ def test_kill_9_three_times_then_resume_is_bit_identical(reference, tmp_path):
   _assert_same_run(workdir, reference)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_current_step_and_exits_75(reference, tmp_path):
   workdir = tmp_path / "run"
   proc = _start(workdir, tmp_path)
