@@ -25,8 +25,28 @@ Outputs:  results.json: largest_lyapunov_exponent (and the spectrum, the stable
           gd_evaluations / es_evaluations; the gradient run's own folder (gd/);
           pattern.png (target and both generators' outputs).
 Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32 (the Lyapunov
-          estimate in float64), evosax 0.3.2.
-RESULT_PLACEHOLDER
+          estimate in float64), evosax 0.3.2. Wall time 2 min 38 s (27 s CPU): Lyapunov
+          spectra 33 s, gradient descent 41 s, CMA-ES 46 s, each mostly compilation and
+          waiting: other jobs shared the 2 cores (load average 11-13).
+
+Result (seed 0, the default config: Lyapunov RK4 dt 0.01, 500 time units of transient,
+then 10,000; generator: 3 neurons, 18 parameters, dt 0.1, horizon 20 = 4 periods of 5):
+
+  largest Lyapunov exponent, Beer's Fig. 9D circuit   0.0084   (published about 0.010)
+  its spectrum                                        0.0084, -0.0001, -0.463
+  stable circuit (w_ii = -1, no coupling)             -1.24 (x3; the fixed point's
+                                                      eigenvalue -1 - sigma' = -1.24)
+  pattern error (MSE), start                          0.114
+  ... gradient descent (Adam 0.05), 2,000 steps       0.00025
+  ... CMA-ES, population 20 x 100 generations         0.0051   (best seen)
+
+The largest exponent is positive and of the published size (a second exponent near 0,
+the flow's direction, and one strongly negative: a chaotic attractor); a 2,000-unit
+estimate gave 0.0093 and a 200-unit one 0.030, so the figure is still settling at the
+10% level. Gradient descent through the integrator fits the target 20 times better than
+CMA-ES on the same count of evaluations (one gradient costs about 3 forward passes).
+One seed, one target. Not run: longer Lyapunov integrations or other initial states,
+Beer's own integrator and step, several seeds, longer ES budgets or other strategies.
 """
 
 import os

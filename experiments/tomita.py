@@ -17,8 +17,33 @@ Training: the supervised trainer on the loop driver, cross-entropy, Adam 0.01, b
 Outputs:  results.json `runs`: second_order_g1..g7 and elman_g1..g7, each with
           test_accuracy on the long strings (chance 0.5), final_train_loss,
           train_accuracy (on the short strings, at the end); `mean_test_accuracy` per net.
-Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32.
-RESULT_PLACEHOLDER
+Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32. Wall time
+          11 min 45 s for all 14 runs (312 s CPU); other jobs (this branch's tests among
+          them) shared the 2 cores, load average 6.6 at the start and 11-13 during, so the
+          time is an upper bound.
+
+Result (seed 0, test strings of length 11-30, accuracy; train accuracy was 1.000 on the
+short strings for all 14 runs):
+
+  grammar                               second-order (154 p)   Elman (152 p)
+  1  1*                                 1.000                  1.000
+  2  (10)*                              1.000                  1.000
+  3  no odd 1-run then odd 0-run        1.000                  0.9995
+  4  no 000                             1.000                  0.9995
+  5  even #0 and even #1                1.000                  0.991
+  6  #0 - #1 = 0 mod 3                  1.000                  1.000
+  7  0*1*0*1*                           0.999                  1.000
+  mean                                  0.9999                 0.9986
+
+Published: Giles et al. 1992 train second-order nets on short Tomita strings and find
+that they generalise to longer ones (and that a DFA extracted from the hidden state
+often does so perfectly). Ours: with balanced training sets of 2,048 strings of length
+<= 10 both nets, of about 150 parameters, reach >= 99% on strings up to three times as
+long for every grammar; the second-order net is perfect on six of seven and misses 2 of
+2,000 strings on grammar 7; the Elman net's worst is grammar 5 (parity, 99.1%). One seed
+only: the small gap between the nets is not a measured difference. Not run: several
+seeds, Giles's smaller training sets and their incremental training, DFA extraction,
+and strings longer than 30.
 """
 
 import jax
