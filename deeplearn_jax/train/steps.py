@@ -17,6 +17,12 @@ def _variables(state: TrainState, params):
   return v
 
 
+def _extra_inputs(batch) -> dict:
+  """The model's keyword inputs a batch carries besides `input`: `lengths` of padded
+  sequences, when present."""
+  return {"lengths": batch["lengths"]} if "lengths" in batch else {}
+
+
 def kernel_grad_norms(grads) -> dict[str, jax.Array]:
   """The L2 norm of the gradient of every weight matrix or filter (biases and batch-norm
   parameters left out), keyed by its module path, e.g. 'Dense_0' or 'block/conv'."""
@@ -41,7 +47,8 @@ def make_loss(model: nn.Module, config: ml_collections.ConfigDict):
   def loss(params, state: TrainState, batch, rng):
     has_bn = bool(state.batch_stats)
     out = model.apply(_variables(state, params), batch["input"], train=True,
-                      rngs={"dropout": rng}, mutable=["batch_stats"] if has_bn else False)
+                      **_extra_inputs(batch), rngs={"dropout": rng},
+                      mutable=["batch_stats"] if has_bn else False)
     logits, new_vars = out if has_bn else (out, {})
     ce = losses.cross_entropy(logits, batch["label"], smoothing).mean()
     total = ce
@@ -102,7 +109,8 @@ def make_eval_step(model: nn.Module, num_classes: int, flip: bool = False):
   logits are the mean over each image and its horizontal mirror."""
 
   def eval_step(state: TrainState, batch):
-    apply = lambda x: model.apply(_variables(state, state.params), x, train=False)
+    apply = lambda x: model.apply(_variables(state, state.params), x, train=False,
+                                  **_extra_inputs(batch))
     logits = apply(batch["input"])
     if flip:
       logits = 0.5 * (logits + apply(batch["input"][:, :, ::-1]))
