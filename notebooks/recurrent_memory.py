@@ -33,7 +33,7 @@
 # 200-unit Hopfield net) in under a minute of CPU time on any runtime. `SIZE = "full"` is
 # the experiments' own settings (20 reservoirs of 100 units, a 1,000-unit reservoir run
 # freely from 500 starting points, a 1,000-unit Hopfield net at 29 loads, 10,000 modern
-# patterns): about 2 minutes on a 2-core CPU. No download: the series is integrated here
+# patterns): 2 to 3 minutes on a 2-core CPU. No download: the series is integrated here
 # and the patterns are random.
 
 # %% [markdown]
