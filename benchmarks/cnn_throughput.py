@@ -38,8 +38,10 @@ from deeplearn_jax.train import optimizers, supervised  # noqa: E402
 from deeplearn_jax.train.state import make_init, num_params  # noqa: E402
 from deeplearn_jax.train.steps import make_train_step  # noqa: E402
 
-# Nominal dense bf16 tensor-core peaks (TFLOP/s), from the vendors' data sheets (SXM).
-NOMINAL_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+# Nominal dense bf16 tensor-core peaks (TFLOP/s), from the vendors' data sheets; the first
+# key found in the device kind wins, so the PCIe and NVL cards come before the SXM ones.
+NOMINAL_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0,
+                       "A100": 312.0}
 
 
 def _flops(compiled) -> float:
