@@ -70,6 +70,16 @@ def cli_env(tmp_path, devices: int = 1) -> dict[str, str]:
               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
 
 
+def pytest_runtest_setup(item):
+  """accelerator(devices=N) tests skip where fewer devices are found (one GPU); run them
+  on fake CPU devices with JAX_PLATFORMS=cpu."""
+  mark = item.get_closest_marker("accelerator")
+  needed = mark.kwargs.get("devices", 1) if mark else 1
+  if needed > 1 and needed > jax.device_count():
+    pytest.skip(f"needs {needed} devices, found {jax.device_count()} "
+                f"{jax.default_backend()}: run with JAX_PLATFORMS=cpu")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> str:
   """The real data files (../shared/data); tests that need them skip without them."""

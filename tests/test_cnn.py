@@ -143,6 +143,7 @@ TINY = [
 ]
 
 
+@pytest.mark.accelerator
 @pytest.mark.parametrize("name,fields,size", TINY)
 def test_forward_in_float32_and_bfloat16(name, fields, size):
   x = jnp.asarray(np.random.default_rng(1).normal(size=(4, size, size, 3)), jnp.float32)
@@ -231,6 +232,7 @@ def test_local_response_norm_follows_the_paper_formula():
   np.testing.assert_allclose(local_response_norm(jnp.asarray(x)), expect, rtol=1e-5)
 
 
+@pytest.mark.accelerator(devices=8)
 def test_batch_norm_statistics_are_global_over_the_sharded_batch():
   model = _model("cifar_resnet", 10, depth=8, width=8)
   x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype(np.float32)
@@ -287,6 +289,7 @@ def _config(model, steps, **overrides):
 
 
 @pytest.mark.slow
+@pytest.mark.accelerator(devices=8)
 def test_fsdp_training_matches_data_parallel_and_one_device(tmp_path):
   mlp = dict(name="mlp", hidden=(256, 256))
   meshes = {"one": dict(data=1), "dp8": dict(data=8), "dp2_fsdp4": dict(data=2, fsdp=4)}
@@ -308,6 +311,7 @@ def test_fsdp_training_matches_data_parallel_and_one_device(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.accelerator(devices=8)
 def test_bn_model_resumes_with_identical_params_and_batch_stats(tmp_path, monkeypatch):
   """A cifar_resnet (BN) run under fsdp, crashed after a checkpoint and resumed."""
   resnet = dict(name="cifar_resnet", depth=8, width=16, shortcut="projection")

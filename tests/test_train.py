@@ -40,6 +40,7 @@ def test_lenet_smoke_learns_and_writes_the_run_folder(tmp_path):
   assert saved_steps(str(tmp_path / "checkpoints")) == [20, 40, 60]
 
 
+@pytest.mark.accelerator
 def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
   ref = supervised.run(_smoke(), str(tmp_path / "ref"))
 
@@ -66,6 +67,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
   assert walls == sorted(walls) and walls[-1] > 0
 
 
+@pytest.mark.accelerator(devices=8)
 def test_eight_devices_match_one_device(tmp_path):
   assert jax.device_count() == 8
   one = supervised.run(_smoke(**{"mesh.data": 1}), str(tmp_path / "one"))
