@@ -46,6 +46,8 @@ def test_the_generator_follows_the_papers_definition(t):
   assert np.all(markers[others] == 0)
   assert np.all(values[:, 0][ones[:, 0]] == 0)  # a marked first pair counts as 0
   np.testing.assert_allclose(target, 0.5 + (values * ones).sum(1) / 4, atol=1e-6)
+  if t >= 20:  # the predict-the-mean baseline's formula
+    np.testing.assert_allclose(np.mean((target - 0.5) ** 2), ltl.mean_mse(t), rtol=0.1)
 
 
 def _config(**overrides):
