@@ -106,3 +106,12 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, overrides, me
   with pytest.raises(UserError, match=message):
     ltl.train_and_evaluate(_config(**overrides), str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+def test_the_lstm_starts_its_forget_gate_at_the_configured_bias():
+  c = ltl.child_config(_config(), "lstm", 10)
+  _, _, init = sequence_regression.build(c, ltl.task(10))
+  bias = jax.device_get(init().params["rnn"]["layer0"]["forward"]["input"]["bias"])
+  h = c.model.hidden
+  np.testing.assert_array_equal(bias[h:2 * h], 5.0)
+  assert np.all(bias[:h] == 0) and np.all(bias[2 * h:] == 0)
