@@ -4,6 +4,7 @@ product against a formed Jacobian, and bad input refused before anything is writ
 
 import flax.linen as nn
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest

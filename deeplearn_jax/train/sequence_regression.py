@@ -146,7 +146,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task) -> loop.Out
   @jax.jit
   def _eval_part(params, key):
     batch = task.sample(key, chunk)
-    mse, errors = _mse_and_errors(model, params, batch)
+    _, errors = _mse_and_errors(model, params, batch)
     return errors, batch["target"]
 
   def evaluate(state) -> dict[str, float]:
