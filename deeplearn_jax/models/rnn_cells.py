@@ -140,12 +140,12 @@ class FullyRecurrentCell(Cell):
     return y, self.output(y)
 
 
-def _lstm_bias_init(key, shape, dtype=jnp.float32):
+def _lstm_bias_init(key, shape, dtype=jnp.float32, forget: float = 1.0):
   # Forget gate bias 1 so that the cell remembers at the start (Gers et al. 2000 start
   # it positive; Jozefowicz et al. 2015 found 1 a good default). Gate order i, f, g, o.
   del key
   h = shape[0] // 4
-  return jnp.zeros(shape, dtype).at[h:2 * h].set(1.0)
+  return jnp.zeros(shape, dtype).at[h:2 * h].set(forget)
 
 
 class LSTMCell(Cell):
@@ -154,9 +154,12 @@ class LSTMCell(Cell):
   gates are one [in, 4h] input kernel with bias and one [h, 4h] recurrent kernel."""
 
   peepholes: bool = False
+  forget_bias: float = 1.0  # initial forget-gate bias (long lags want it larger)
 
   def setup(self):
-    self.input = nn.Dense(4 * self.hidden, bias_init=_lstm_bias_init, dtype=self.dtype)
+    bias_init = lambda key, shape, dtype=jnp.float32: _lstm_bias_init(
+        key, shape, dtype, self.forget_bias)
+    self.input = nn.Dense(4 * self.hidden, bias_init=bias_init, dtype=self.dtype)
     self.recurrent = self.param("recurrent_kernel", _recurrent_init,
                                 (self.hidden, 4 * self.hidden))
     if self.peepholes:
