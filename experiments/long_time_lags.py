@@ -201,7 +201,7 @@ def train_one(config, workdir: str, _) -> dict:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   kids = children(config)  # every child checked before anything is written
   # The data is generated inside each step: the sweep loads none.
-  return sweep.run(config, workdir, kids, train_one, dataset="generated",
+  return sweep.run(config, workdir, kids, train_one, shared_data=False,
                    summarize=lambda runs: {
                        f"mean_mse_T{t}": mean_mse(t) for t in sorted(
                            {r["length"] for r in runs.values()}) if t >= 20})

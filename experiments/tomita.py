@@ -147,8 +147,8 @@ def summarize(runs: dict[str, dict]) -> dict:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   kids = children(config)
-  first = _dataset(next(iter(kids.values())))  # sweep.run's shared data: unused by children
-  return sweep.run(config, workdir, kids, train_one, dataset=first, summarize=summarize)
+  # Each child's grammar makes its own strings: the sweep shares no data.
+  return sweep.run(config, workdir, kids, train_one, shared_data=False, summarize=summarize)
 
 
 if __name__ == "__main__":

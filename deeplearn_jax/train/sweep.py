@@ -18,19 +18,20 @@ import numpy as np
 
 from deeplearn_jax import data, run_folder
 
-TrainFn = Callable[[ml_collections.ConfigDict, str, data.Dataset], dict[str, Any]]
+TrainFn = Callable[[ml_collections.ConfigDict, str, data.Dataset | None], dict[str, Any]]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
         children: dict[str, ml_collections.ConfigDict], train: TrainFn, *,
-        dataset: data.Dataset | None = None,
+        dataset: data.Dataset | None = None, shared_data: bool = True,
         plot: Callable[[str, dict[str, dict]], None] | None = None,
         summarize: Callable[[dict[str, dict]], dict] | None = None) -> dict[str, Any]:
   """Runs every child in order in workdir/<name> and writes workdir/results.json:
   {"runs": {name: figures}, **summarize(runs)}. `plot(workdir, runs)` draws across
-  them (process 0 only)."""
+  them (process 0 only). The children share `dataset` (default: config.data's, decoded
+  once); with shared_data=False each child makes its own and `train` gets None."""
   run_folder.start(workdir, config)
-  ds = dataset or data.load(config.data)  # decoded once for every child
+  ds = (dataset or data.load(config.data)) if shared_data else None
   runs = {name: train(child, os.path.join(workdir, name), ds)
           for name, child in children.items()}
   results = {"runs": runs, **(summarize(runs) if summarize else {})}
