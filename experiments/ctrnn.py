@@ -59,7 +59,7 @@ import numpy as np
 import optax
 from jax import flatten_util
 
-from deeplearn_jax import cli, configs, parallel, run_folder
+from deeplearn_jax import cli, configs, parallel, pictures, run_folder
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models.rnn_cells import ctrnn_vector_field
 from deeplearn_jax.train import loop
@@ -255,12 +255,10 @@ def train_evolution(config: ml_collections.ConfigDict) -> tuple[dict, float, int
 
 
 def _plot(path: str, config, gd_params, es_params) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   t = config.pattern.dt * np.arange(1, len(target(config)) + 1)
-  fig, ax = plt.subplots(figsize=(8, 3))
+  fig = pictures.figure(figsize=(8, 3))
+  ax = fig.subplots()
   ax.plot(t, target(config), "k--", label="target")
   ax.plot(t, outputs(gd_params, config), label="gradient descent")
   ax.plot(t, outputs(es_params, config), label="CMA-ES")
@@ -269,7 +267,6 @@ def _plot(path: str, config, gd_params, es_params) -> None:
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

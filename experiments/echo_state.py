@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deeplearn_jax import cli, configs, run_folder
+from deeplearn_jax import cli, configs, pictures, run_folder
 from deeplearn_jax.data.mackey_glass import mackey_glass
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models import echo_state as esn
@@ -205,11 +205,9 @@ def free_run(config: ml_collections.ConfigDict, key: jax.Array, dtype) -> tuple[
 
 
 def _plot_forecast(path: str, f: dict) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
-  fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+  fig = pictures.figure(figsize=(8, 5))
+  top, bottom = fig.subplots(2, 1, sharex=True)
   top.plot(f["truth"], "k", lw=1.5, label="Mackey-Glass (test)")
   top.plot(f["pred"], "tab:orange", lw=1, ls="--", label="ESN, one step ahead")
   top.legend(fontsize=8)
@@ -219,15 +217,12 @@ def _plot_forecast(path: str, f: dict) -> None:
   bottom.set_xlabel("test step")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def _plot_free_run(path: str, f: dict, units: int) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
-  fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5))
+  fig = pictures.figure(figsize=(8, 5.5))
+  top, bottom = fig.subplots(2, 1)
   steps = np.arange(1, len(f["gen"]) + 1)
   top.plot(steps, f["truth"], "k", lw=1.5, label="Mackey-Glass")
   top.plot(steps, f["gen"], "tab:orange", lw=1, ls="--", label=f"ESN ({units} units), free run")
@@ -243,7 +238,6 @@ def _plot_free_run(path: str, f: dict, units: int) -> None:
   bottom.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

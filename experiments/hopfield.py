@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from deeplearn_jax import cli, configs, run_folder
+from deeplearn_jax import cli, configs, pictures, run_folder
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models import hopfield
 
@@ -173,12 +173,10 @@ def modern_runs(config: ml_collections.ConfigDict, key: jax.Array) -> tuple[dict
 
 
 def _plot_overlap(path: str, sweep: dict, config: ml_collections.ConfigDict) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   cl = config.classic
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig = pictures.figure(figsize=(6, 4))
+  ax = fig.subplots()
   ax.plot(sweep["alphas"], sweep["mean_overlap"], "o-", label=f"N = {cl.num_units}, "
           f"{cl.flip_fraction:.0%} bits flipped, asynchronous recall")
   ax.axvline(THEORY_ALPHA, color="k", ls="--", label=f"theory alpha_c = {THEORY_ALPHA} (AGS 1985)")
@@ -192,15 +190,11 @@ def _plot_overlap(path: str, sweep: dict, config: ml_collections.ConfigDict) -> 
   ax.legend(fontsize=8, loc="lower left")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def _plot_modern(path: str, examples: dict, config: ml_collections.ConfigDict) -> None:
   """Rows: stored patterns, noisy queries, retrieved, masked queries, retrieved; each
   d-vector drawn as a square image when d is a square, else as a strip."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   p = config.modern.num_patterns[-1]
   noisy, masked = examples[(p, "noisy")], examples[(p, "masked")]
@@ -210,8 +204,8 @@ def _plot_modern(path: str, examples: dict, config: ml_collections.ConfigDict) -
   side = int(np.sqrt(d))
   shape = (side, side) if side * side == d else (1, d)
   cols = noisy.shape[1]
-  fig, axes = plt.subplots(len(rows), cols, figsize=(1.1 * cols, 1.2 * len(rows)),
-                           squeeze=False)
+  fig = pictures.figure(figsize=(1.1 * cols, 1.2 * len(rows)))
+  axes = fig.subplots(len(rows), cols, squeeze=False)
   for r, (label, images) in enumerate(rows):
     for c in range(cols):
       ax = axes[r, c]
@@ -225,7 +219,6 @@ def _plot_modern(path: str, examples: dict, config: ml_collections.ConfigDict) -
   fig.suptitle(f"Modern Hopfield, d = {d}, P = {p} stored: one update each", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
