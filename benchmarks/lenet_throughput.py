@@ -62,6 +62,7 @@ sys.path.insert(0, str(REPO))  # `experiments` is not an installed package
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 from deeplearn_jax import data, models, parallel  # noqa: E402
 from deeplearn_jax.configs import steps_from  # noqa: E402
 from deeplearn_jax.train import optimizers  # noqa: E402
@@ -353,16 +354,6 @@ def time_to_accuracy(runners: dict, ds, recipe: Recipe, max_epochs: int) -> dict
                  "history": h}
   return out
 
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def print_table(results: dict) -> None:

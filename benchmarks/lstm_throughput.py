@@ -57,6 +57,7 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import optax  # noqa: E402
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 from deeplearn_jax import models  # noqa: E402
 from deeplearn_jax.train.state import num_params  # noqa: E402
 
@@ -202,16 +203,6 @@ def throughput(runners: list, batch, args) -> dict:
                  "examples_per_second": args.batch_size * float(np.median(v)),
                  "first_step_seconds": first[name]} for name, v in rounds.items()}
 
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def parse_args() -> argparse.Namespace:
