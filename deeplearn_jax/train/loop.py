@@ -102,8 +102,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
               dict(mesh.shape))
 
   step_fn = jax.jit(trainer.step, donate_argnums=0)
-  batches_from = ((lambda s: trainer.batches(s)) if trainer.batches else
-                  (lambda s: None))
+  batches_from = trainer.batches or (lambda start: None)
   writer = metrics.MetricsWriter(workdir, resume_step=start_step, total_steps=total_steps,
                                  progress=config.progress, desc=trainer.name)
   if start_step == total_steps:  # a finished run found again: its test row is redone
