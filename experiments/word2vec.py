@@ -1,0 +1,78 @@
+"""Word2vec: skip-gram with negative sampling (Mikolov et al. 2013) on 170 Gutenberg books.
+
+Command:  python -m experiments.word2vec   (--config=experiments/word2vec.py:smoke: seconds)
+          --config.data.path=FILE trains on any other text file (.gz ok).
+Data:     ../shared/data/gutenberg/corpus.txt.gz (170 books, 60.5M characters), normalised
+          as text8 was: lowercase, letters a-z only; words seen fewer than 5 times dropped.
+Method:   deeplearn_jax/train/skipgram.py on the loop driver: subsampling t = 1e-4,
+          noise unigram^0.75, k = 5 negatives, window up to 5 (sampled per centre),
+          100 dimensions, SGD from lr 0.025 decaying linearly, sentences of 1,000 words,
+          2 sentences a step; pairs and negatives drawn on device.
+Outputs:  results.json: analogy_accuracy (Google questions, candidates the 30,000 most
+          frequent words, as the C tool and gensim), its semantic / syntactic parts and
+          the fraction answered, wordsim353_spearman, words_per_second (corpus words
+          before subsampling, per second of training), nearest_neighbours; vectors.txt
+          in the word2vec text format.
+Peer:     benchmarks/word2vec_gensim.py (gensim 4.4 Word2Vec(sg=1), same settings).
+
+RESULTS_PLACEHOLDER
+"""
+
+import os
+
+import ml_collections
+
+from deeplearn_jax import cli, configs
+from deeplearn_jax.data import text_corpus
+from deeplearn_jax.data.tfds_sources import manual_dir_from
+from deeplearn_jax.errors import DataError
+from deeplearn_jax.train import skipgram
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  _, modifiers = configs.parse_variant(variant)
+  c = skipgram.base_config()
+  if "smoke" in modifiers:
+    c.data.max_words = 200_000
+    c.word2vec.dim = 32
+    c.batch_size = 4
+    c.steps_per_call = 10
+    c.num_train_steps = 40
+    c.log_every_steps = 10
+    c.checkpoint_every_steps = 20
+    c.checkpoint_every_epochs = -1.0
+    c.eval.analogy_restrict = 5000
+    c.progress = False
+  c.lock()
+  return c
+
+
+def corpus_path(config: ml_collections.ConfigDict) -> str:
+  if config.data.path:
+    return config.data.path
+  if config.data.name != "gutenberg":
+    raise DataError(f"config.data.name must be gutenberg (or give config.data.path), got "
+                    f"{config.data.name!r}")
+  root = manual_dir_from(config.data.manual_dir)
+  path = os.path.join(root, "gutenberg", "corpus.txt.gz")
+  if not root or not os.path.isfile(path):
+    raise DataError(f"the Gutenberg corpus is not at {path or 'gutenberg/corpus.txt.gz'}: pass "
+                    "--config.data.manual_dir=DIR (or set DEEPLEARN_DATA_DIR), or "
+                    "--config.data.path=FILE")
+  return path
+
+
+def load_corpus(config: ml_collections.ConfigDict) -> text_corpus.Corpus:
+  cache = config.data.cache_dir or os.path.join(os.path.expanduser("~"), ".cache",
+                                                "deeplearn_jax", "corpus")
+  return text_corpus.load(corpus_path(config), config.data.min_count, cache,
+                          config.data.max_words)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  skipgram.validate(config)
+  return skipgram.run(config, workdir, load_corpus(config)).results
+
+
+if __name__ == "__main__":
+  cli.run(__file__, "word2vec", train_and_evaluate)
