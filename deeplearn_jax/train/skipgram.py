@@ -13,8 +13,8 @@ fold_in(rng, step), so resuming is exact:
     the kept words of a sentence closed up, before windowing (as the C tool does);
   - dynamic window: each centre draws its window b uniformly from 1..window and pairs
     with the b kept words on either side;
-  - negatives: k words per (centre, context) pair from unigram^0.75, by binary search
-    of the cumulative table (a negative equal to the context word is skipped).
+  - negatives: k words per (centre, context) pair from unigram^0.75, drawn in O(1)
+    from a precomputed alias table (a negative equal to the context word is skipped).
 
 Plain SGD on the logistic loss, the learning rate decaying linearly from
 `learning_rate` to `learning_rate * min_learning_rate_ratio` over the run, as the C
@@ -23,9 +23,11 @@ is added to them with a scatter (`.at[].add`); rows used several times in a step
 the sum. Input vectors start uniform in +-0.5/dim, output vectors at zero (the C tool).
 `config.steps_per_call` steps run as one jitted `lax.scan`.
 
-Kept words of a sentence beyond `kept_capacity` (the expected kept count plus
-`capacity_sigmas` standard deviations; less work than room for the whole sentence)
-are dropped, and counted in the `dropped` metric (0 in practice; reported).
+Fixed shapes need fixed room: a sentence's kept words get `capacities()`'s word room
+(its largest expected count plus `capacity_sigmas` binomial deviations) and a step's
+pairs are closed up into a pair room of `pair_margin` times their mean, so the work
+is spent on real pairs, not on padding. Words or pairs beyond the room are dropped and
+counted in the `dropped` metric (see experiments/word2vec.py for the Gutenberg run).
 """
 
 import os
@@ -91,6 +93,12 @@ def sentences(tokens: np.ndarray, length: int) -> np.ndarray:
   out = np.full(n * length, -1, np.int32)
   out[:len(tokens)] = tokens
   return out.reshape(n, length)
+
+
+def chunk_sentences(blocks: np.ndarray, first: int, rows: int) -> np.ndarray:
+  """[1, rows, length]: sentences first, first + 1, ... in corpus order, epoch after
+  epoch (the leading 1 is the one-device batch axis)."""
+  return blocks[np.arange(first, first + rows) % len(blocks)][None]
 
 
 def capacities(blocks: np.ndarray, keep: np.ndarray, w: ml_collections.ConfigDict,
@@ -251,12 +259,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   keep = text_corpus.keep_probability(corpus.counts, w.sample)
   noise = text_corpus.noise_distribution(corpus.counts, w.noise_power)
   word_room, pair_room = capacities(blocks, keep, w, config.batch_size)
-  rows = config.batch_size * config.steps_per_call
+  rows = config.batch_size * config.steps_per_call  # sentences a call
 
   def batches(start: int):
     for s in range(start, total, config.steps_per_call):
-      idx = (np.arange(s * config.batch_size, s * config.batch_size + rows)) % len(blocks)
-      yield {"tokens": blocks[idx][None]}  # one leading row: the 1-device batch axis
+      yield {"tokens": chunk_sentences(blocks, s * config.batch_size, rows)}
 
   vectors = lambda state: np.asarray(jax.device_get(state.params["input"]))
 
