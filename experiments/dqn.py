@@ -1,0 +1,106 @@
+"""Deep Q-networks (Mnih et al. 2015), written in full below once measured.
+
+Command:  python -m experiments.dqn [--config=experiments/dqn.py:VARIANT]
+"""
+
+import ml_collections
+
+from deeplearn_jax import cli, configs
+from deeplearn_jax.rl import dqn
+
+VARIANTS = ("cartpole", "minatar_breakout", "minatar_freeway", "minatar_asterix",
+            "minatar_space_invaders", "atari")
+MINATAR = {"minatar_breakout": "Breakout-MinAtar", "minatar_freeway": "Freeway-MinAtar",
+           "minatar_asterix": "Asterix-MinAtar",
+           "minatar_space_invaders": "SpaceInvaders-MinAtar"}
+
+
+def minatar(c: ml_collections.ConfigDict, game: str) -> None:
+  """Young & Tian (2019)'s DQN: their network (16 3x3/1, 128), replay 100k, batch 32,
+  target every 1,000, epsilon 1 -> 0.1 over 100k, replay start 5,000, RMSProp
+  (lr 2.5e-4, decay 0.95, eps 0.01 on their per-sample loss), Huber loss. Changed to fit
+  30 minutes of this CPU: one update per 4 agent steps (theirs: every step) over 4
+  environments, and far fewer than their 5M frames (`num_train_steps`)."""
+  c.env.name = game
+  c.num_seeds = 1
+  c.num_envs = 4
+  c.num_train_steps = 1_000_000
+  c.steps_per_call = 1000
+  c.log_every_steps = 1000
+  c.eval_every_steps = 25_000
+  c.checkpoint_every_steps = 25_000
+  c.batch_size = 32
+  c.model = ml_collections.ConfigDict(dict(name="conv_q_network", convs=((16, 3, 1),),
+                                           hidden=128, input_scale=1.0, conv="auto"))
+  nature_rmsprop(c, c.batch_size)
+  c.dqn.update(dict(replay_capacity=100_000, replay_start=5_000, train_every=4,
+                    target_every=1_000, epsilon_end=0.1, epsilon_steps=100_000,
+                    eval_episodes=10))
+
+
+def nature_rmsprop(c: ml_collections.ConfigDict, batch: int) -> None:
+  """Centered RMSProp, lr 2.5e-4, decay 0.95, eps 0.01 as DeepMind's code applies it to
+  the gradient of the loss summed over the batch. optax takes the gradient of our batch
+  mean (1/batch of it) and adds eps inside the square root, so the same step is
+  eps = 0.01 / batch**2."""
+  c.optimizer.name = "rmsprop"
+  c.optimizer.learning_rate = 2.5e-4
+  c.optimizer.rms_decay = 0.95
+  c.optimizer.momentum = 0.0
+  c.optimizer.centered = True
+  c.optimizer.eps = 0.01 / batch ** 2
+  c.optimizer.schedule = "constant"
+
+
+def atari(c: ml_collections.ConfigDict) -> None:
+  """The Nature protocol (Mnih et al. 2015, Extended Data Table 1). Every count below is
+  in agent steps, as the paper's table counts "frames" (one agent step = 4 emulator
+  frames); 50M agent steps = 200M emulator frames."""
+  c.env.name = "atari:breakout"
+  c.num_seeds = 1
+  c.num_envs = 1
+  c.num_train_steps = 50_000_000
+  c.steps_per_call = 1000
+  c.log_every_steps = 10_000
+  c.eval_every_steps = 250_000
+  c.checkpoint_every_steps = 250_000
+  c.batch_size = 32
+  c.model = ml_collections.ConfigDict(dict(name="conv_q_network", convs=(
+      (32, 8, 4), (64, 4, 2), (64, 3, 1)), hidden=512, input_scale=1.0 / 255, conv="auto"))
+  nature_rmsprop(c, c.batch_size)
+  c.dqn.update(dict(replay_capacity=1_000_000, replay_start=50_000, train_every=4,
+                    target_every=10_000, epsilon_end=0.1, epsilon_steps=1_000_000,
+                    frame_skip=4, eval_epsilon=0.05, eval_episodes=30))
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  name, modifiers = configs.parse_variant(variant, VARIANTS, default="cartpole")
+  c = dqn.base_config()
+  if name in MINATAR:
+    minatar(c, MINATAR[name])
+  elif name == "atari":
+    atari(c)
+  if "smoke" in modifiers:
+    c.num_seeds = min(c.num_seeds, 2)
+    c.num_envs = min(c.num_envs, 4)
+    c.steps_per_call = 250
+    c.num_train_steps = c.num_envs * 2000
+    c.log_every_steps = 250
+    c.eval_every_steps = -1
+    c.checkpoint_every_steps = 1000
+    c.progress = False
+    c.dqn.replay_capacity = 4_000
+    c.dqn.replay_start = 500
+    c.dqn.epsilon_steps = 4_000
+    c.dqn.target_every = 500
+    c.dqn.eval_episodes = 4 if name == "cartpole" else 1
+  c.lock()
+  return c
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  return dqn.run(config, workdir).results
+
+
+if __name__ == "__main__":
+  cli.run(__file__, "dqn", train_and_evaluate)
