@@ -1,6 +1,20 @@
-"""Deep Q-networks (Mnih et al. 2015), written in full below once measured.
+"""Deep Q-networks (Mnih et al. 2015): experience replay, a target network, epsilon-greedy
+annealed linearly, the Huber loss (the paper's clipping of the TD error to [-1, 1]),
+discount 0.99, Double DQN (van Hasselt et al. 2016) as `dqn.double`. The whole
+act-store-sample-learn loop is one compiled `lax.scan`, vmapped over seeds
+(deeplearn_jax/rl/dqn.py) and run by the loop driver (checkpoints with the replay
+memory and environment states, metrics, SIGTERM exit 75).
+
+Variants: cartpole (default; 8 vmapped seeds), minatar_breakout, minatar_freeway,
+minatar_asterix, minatar_space_invaders (gymnax's MinAtar, the MinAtar paper's DQN
+network and hyperparameters, fewer updates: see `minatar`), atari (the Nature protocol
+on ale-py with the Nature wrappers, rl/atari.py; counts in agent steps, see `atari`);
+`,smoke` shrinks any of them.
 
 Command:  python -m experiments.dqn [--config=experiments/dqn.py:VARIANT]
+Hardware: 2 cores of an AMD EPYC CPU shared with ~7 other sessions (load average
+          20-30 during every run below), JAX 0.10.2 (CPU), no GPU
+Result:   see RESULTS below (filled in from the runs' results.json)
 """
 
 import ml_collections

@@ -45,13 +45,19 @@ def _leaves_equal(a, b):
                                           jax.device_get(b))))
 
 
-def test_vmapped_seeds_equal_single_seed_runs(trained, tmp_path):
-  _, outcome = trained
-  single = dqn.run(_config(num_seeds=1, seed=1), str(tmp_path / "one")).state
-  second = jax.tree.map(lambda x: x[1:2], outcome.state.params)
-  assert _leaves_equal(single.params, second)
-  assert outcome.results["per_seed_returns"][1] == \
-      dqn.run(_config(num_seeds=1, seed=1), str(tmp_path / "one")).results["mean_return"]
+def test_vmapped_seeds_equal_single_seed_runs(tmp_path):
+  """1,000 agent steps, 125 updates: seed 1 of a 2-seed run against a run of seed 1
+  alone. Environments, replay memory and keys agree bit for bit; the networks to float
+  rounding: XLA's CPU backend sums a batched matmul (2 seeds) in another order than the
+  plain one (1 seed), a difference of ~1e-7 per update."""
+  short = dict(num_train_steps=1000, **{"dqn.replay_start": 500})
+  both = dqn.run(_config(**short), str(tmp_path / "two")).state
+  one = dqn.run(_config(num_seeds=1, seed=1, **short), str(tmp_path / "one")).state
+  second = dqn.seed_slice(both, 1)
+  for field in ("replay", "env_state", "obs", "rng", "last_return"):
+    assert _leaves_equal(getattr(one, field), getattr(second, field)), field
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               jax.device_get(one.params), jax.device_get(second.params))
 
 
 class _Killed(Exception):

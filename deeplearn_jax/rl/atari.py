@@ -215,4 +215,4 @@ def make(game: str, training: bool, seed: int) -> Env:
     return obs, state, reward, terminal, boundary, score
 
   return Env(f"atari:{game}", reset, step, (SIZE, SIZE, STACK), probe.num_actions,
-             jnp.uint8, MAX_EPISODE_FRAMES // 4, frame_stack=STACK)
+             jnp.uint8, MAX_EPISODE_FRAMES // 4, frame_stack=STACK, host=host)

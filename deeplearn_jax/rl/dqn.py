@@ -24,6 +24,7 @@ loop steps (num_envs agent steps each).
 An episode's time limit ends it as a terminal state (no bootstrap), as in purejaxrl.
 """
 
+import dataclasses
 import functools
 import logging
 import os
@@ -63,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(name="mlp", hidden=(64, 64)))
   c.optimizer = optimizers.default_config()
   c.optimizer.name = "adam"
-  c.optimizer.learning_rate = 1e-3
+  c.optimizer.learning_rate = 2.3e-3  # RL Zoo's CartPole DQN
   c.optimizer.schedule = "linear"  # to 0 at the last update: a steadier final policy
   c.optimizer.centered = False    # rmsprop: centered (the Nature DQN's)
   c.dqn = ml_collections.ConfigDict(dict(
@@ -71,12 +72,12 @@ def base_config() -> ml_collections.ConfigDict:
       double=False,               # Double DQN (van Hasselt et al. 2016): the online net
                                   # picks the next action, the target net values it
       replay_capacity=50_000,     # transitions
-      replay_start=5_000,         # agent steps of the random-ish policy before learning
-      train_every=8,              # agent steps per gradient step
-      target_every=2_000,         # agent steps between copies to the target network
+      replay_start=1_000,         # agent steps of the random-ish policy before learning
+      train_every=4,              # agent steps per gradient step
+      target_every=500,           # agent steps between copies to the target network
       epsilon_start=1.0,
-      epsilon_end=0.05,
-      epsilon_steps=40_000,       # agent steps of the linear anneal
+      epsilon_end=0.04,
+      epsilon_steps=16_000,       # agent steps of the linear anneal
       huber_delta=1.0,            # TD errors beyond this count linearly (error clipping)
       frame_skip=1,               # emulator frames per agent step (for `frames`)
       eval_epsilon=0.0,           # 0: greedy evaluation
@@ -105,6 +106,18 @@ class AgentState:
   bad_step: jax.Array        # first loop step with a non-finite loss, or -1
   skipped: jax.Array
   lr_scale: jax.Array
+
+
+def seed_slice(state: AgentState, i: int) -> AgentState:
+  """The state of seed i alone, as a run of that one seed holds it (a seed axis of 1)."""
+  one = lambda x: x[i:i + 1]
+  mem = state.replay
+  mem = mem.replace(**{k: getattr(mem, k)[:, i:i + 1] for k in
+                       ("frames", "action", "reward", "terminal", "boundary")})
+  shared = ("step", "bad_step", "skipped", "lr_scale", "replay")
+  return state.replace(replay=mem, **{f.name: jax.tree.map(one, getattr(state, f.name))
+                                      for f in dataclasses.fields(state)
+                                      if f.name not in shared})
 
 
 def _due(n, every: int, stride: int):
@@ -283,8 +296,33 @@ def make_evaluate(config, env: envs.Env, q):
     per_episode = jax.vmap(lambda p: jax.vmap(functools.partial(episode, p))(keys))(params)
     return jnp.mean(per_episode, -1)
 
+  @jax.jit
+  def greedy(params, obs):
+    return jnp.argmax(q(params, obs[None])[0])
+
+  def host_returns(params):
+    """Host emulators (Atari) cannot be stepped under a vmapped while_loop: episode by
+    episode here."""
+    rng = np.random.default_rng(d.eval_seed)
+    out = []
+    for i in range(config.num_seeds):
+      p = jax.tree.map(lambda x: x[i], params)
+      total = 0.0
+      for _ in range(d.eval_episodes):
+        obs, env_id = env.host.reset(None)
+        for _ in range(env.max_steps):
+          a = (int(rng.integers(env.num_actions)) if rng.random() < d.eval_epsilon
+               else int(greedy(p, obs)))
+          obs, _, _, boundary, score = env.host.step(env_id, a)
+          total += float(score)
+          if boundary:
+            break
+      out.append(total / d.eval_episodes)
+    return out
+
   def evaluate(state) -> dict[str, float]:
-    per_seed = np.asarray(jax.device_get(returns(state.params)), np.float64)
+    per_seed = np.asarray(host_returns(state.params) if env.host is not None else
+                          jax.device_get(returns(state.params)), np.float64)
     return {"mean_return": float(per_seed.mean()), "min_seed_return": float(per_seed.min()),
             **{f"return_seed{i}": float(r) for i, r in enumerate(per_seed)}}
 

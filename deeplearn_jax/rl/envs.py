@@ -30,6 +30,7 @@ class Env:
   store_dtype: Any           # how the replay keeps observations (uint8 for 0/1 and pixels)
   max_steps: int             # the episode's time limit in agent steps
   frame_stack: int = 1       # > 1: obs stacks frames on the last axis; the replay keeps one
+  host: Any = None           # emulators on the host (Atari): evaluation steps them directly
 
 
 def make(name: str, training: bool = True, seed: int = 0) -> Env:
