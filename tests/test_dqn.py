@@ -91,6 +91,8 @@ def test_the_replay_memory_stacks_frames_as_the_environment_does():
   rng = np.random.default_rng(0)
   rows, envs_, stack, steps = 7, 2, 4, 30
   mem = replay.create(rows * envs_, envs_, (3,), np.uint8)
+  add = jax.jit(replay.add)
+  stack_at = jax.jit(replay.stack_at, static_argnums=3)
   seen = {}  # (row, env) -> the stacked observation stored there
   stacks = np.zeros((envs_, 3, stack), np.uint8)
   for t in range(steps):
@@ -100,13 +102,13 @@ def test_the_replay_memory_stacks_frames_as_the_environment_does():
     terminal = boundary | (rng.random(envs_) < 0.2)
     for e in range(envs_):
       seen[(t % rows, e)] = stacks[e].copy()
-    mem = replay.add(mem, frame, np.zeros(envs_), np.zeros(envs_), terminal, boundary)
+    mem = add(mem, frame, np.zeros(envs_), np.zeros(envs_), terminal, boundary)
     stacks[boundary] = 0  # a new episode starts from zeros
   oldest = steps % rows
   for back in range(stack - 1, rows):  # rows whose stacks are still whole
     row = (oldest + back) % rows
     for e in range(envs_):
-      got = replay.stack_at(mem, np.array([row]), np.array([e]), stack)[0]
+      got = stack_at(mem, np.array([row]), np.array([e]), stack)[0]
       np.testing.assert_array_equal(got, seen[(row, e)])
   batch = replay.sample(mem, jax.random.PRNGKey(0), 64, stack)
   assert batch["obs"].shape == (64, 3, stack) and batch["next_obs"].shape == (64, 3, stack)

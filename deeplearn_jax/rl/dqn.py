@@ -210,6 +210,10 @@ def build(config: ml_collections.ConfigDict, env: envs.Env):
       ok = jnp.isfinite(loss)
       keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
       return (keep(new_params, params), keep(new_opt, opt_state)), (loss, q_a)
+    if updates_per_due == 1:  # no loop: control flow nested in the scan costs on CPU
+      (params, opt_state), (loss, q_a) = one((params, opt_state),
+                                             jax.tree.map(lambda x: x[0], batches))
+      return params, opt_state, loss, q_a
     (params, opt_state), (loss, q_a) = jax.lax.scan(one, (params, opt_state), batches)
     return params, opt_state, loss[-1], q_a[-1]
 
