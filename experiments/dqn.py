@@ -23,7 +23,11 @@ Result:   our runs only; every target below was missed or not run on this machin
             Adam 2.3e-3, one update per 4, target every 500, epsilon to 0.04 over 16k):
             175 (37) at 12k, 149 (83) at 20k, 79 (25) at 32k, stopped. The 60 s target
             cannot be judged at this load (the step alone compiled for ~2 min).
-          - minatar_breakout: BREAKOUT_DOC
+          - minatar_breakout: the target (>= 10 within 30 min) missed: the 30 minutes
+            held 20,000 frames (14.7 agent steps/s niced at load ~20, ~9 min of it
+            compiling); stopped by SIGTERM (exit 75), evaluated from the checkpoint with
+            --config.num_train_steps=20000: greedy 3.0 over 10 episodes (random: ~0.5).
+            Freeway, Asterix, Space Invaders: not run.
           - atari: the Nature run (50M agent steps; published Breakout 401.2, Pong 18.9)
             not run: it needs a GPU and days. `:atari,smoke` ran 2,000 agent steps of
             Breakout through the wrappers and the Nature network: 1.6-1.8 agent steps/s
