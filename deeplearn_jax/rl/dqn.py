@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 def base_config() -> ml_collections.ConfigDict:
   """configs.base() plus environment, seeds, network, optimizer and DQN settings:
-  purejaxrl's CartPole recipe sped up (see experiments/dqn.py for the variants)."""
+  CartPole with settings after RL Zoo's DQN (see experiments/dqn.py for the variants)."""
   c = configs.base()
   c.env = ml_collections.ConfigDict(dict(name="CartPole-v1"))
   c.num_seeds = 8                 # independent agents in one vmapped run
