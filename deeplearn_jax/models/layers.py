@@ -77,7 +77,7 @@ _max_pool2x2.defvjp(_max_pool2x2_fwd, _max_pool2x2_bwd)
 
 
 class Conv(nn.Module):
-  """nn.Conv (stride 1, 'SAME' or 'VALID'), parameters named and shaped alike, as one
+  """nn.Conv ('SAME' or 'VALID'), parameters named and shaped alike, as one
   matmul over explicit patches, which XLA's CPU backend runs faster than its own
   convolution for the small layers of LeNet-era nets and a fast CIFAR net.
 
@@ -95,6 +95,7 @@ class Conv(nn.Module):
   padding: str = "SAME"
   use_bias: bool = True
   width_block: int = 1
+  strides: int = 1              # > 1 ('VALID' only, width_block 1): the Nature DQN's convs
   dtype: str = "float32"
 
   @nn.compact
@@ -111,6 +112,8 @@ class Conv(nn.Module):
       x = jnp.pad(x, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
     elif self.padding != "VALID":
       raise ValueError(f"Conv.padding must be 'SAME' or 'VALID', got {self.padding!r}")
+    if self.strides > 1:
+      return self._strided(x, kernel)
     wo = x.shape[2] - kw + 1
     patches = _patches(x, kh, kw, n)  # [b, ho, blocks, ...]
     _, ho, blocks = patches.shape[:3]
@@ -121,6 +124,22 @@ class Conv(nn.Module):
     if not self.use_bias:
       return y
     return y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
+
+
+  def _strided(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """im2col with a stride: [b, ho, wo, kh*kw*cin] patches of strided slices, one matmul."""
+    kh, kw, cin, f = kernel.shape
+    s, b = self.strides, x.shape[0]
+    if self.padding != "VALID" or self.width_block != 1:
+      raise ValueError("Conv.strides > 1 needs padding 'VALID' and width_block 1")
+    ho, wo = (x.shape[1] - kh) // s + 1, (x.shape[2] - kw) // s + 1
+    patches = jnp.concatenate([x[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s]
+                               for i in range(kh) for j in range(kw)], -1)
+    y = (patches.reshape(b * ho * wo, -1) @ kernel.reshape(kh * kw * cin, f)).reshape(
+        b, ho, wo, f)
+    if not self.use_bias:
+      return y
+    return y + self.param("bias", nn.initializers.zeros, (f,)).astype(self.dtype)
 
 
 def _patches(x: jax.Array, kh: int, kw: int, n: int) -> jax.Array:

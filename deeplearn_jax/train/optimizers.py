@@ -51,7 +51,9 @@ def create(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
   elif name in ("momentum", "nesterov"):
     opt = optax.sgd(lr, momentum=cfg.momentum, nesterov=name == "nesterov")
   elif name == "rmsprop":
-    opt = optax.rmsprop(lr, decay=cfg.rms_decay, eps=cfg.eps, momentum=cfg.momentum or None)
+    # `centered` (Graves 2013, the Nature DQN's) only where a config adds the key.
+    opt = optax.rmsprop(lr, decay=cfg.rms_decay, eps=cfg.eps, momentum=cfg.momentum or None,
+                        centered=bool(cfg.get("centered", False)))
   elif name == "adam":
     opt = optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
   elif name == "adamw":
