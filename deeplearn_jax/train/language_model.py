@@ -112,7 +112,7 @@ def make_evaluate(model, config: ml_collections.ConfigDict, tokens: np.ndarray):
   """evaluate(state) -> {loss, bits_per_char}: the mean loss over every token of
   `tokens` after the first, in padded chunks of eval_batch_size windows."""
   windows, mask = text_lib.eval_windows(tokens, config.context)
-  n = config.eval_batch_size
+  n = min(config.eval_batch_size, len(windows))  # a short split pads no bigger batch
   pad = -len(windows) % n
   windows = np.concatenate([windows, np.zeros((pad, windows.shape[1]), windows.dtype)])
   mask = np.concatenate([mask, np.zeros((pad, mask.shape[1]), bool)])
