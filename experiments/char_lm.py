@@ -37,7 +37,7 @@ Result (seed 0):
           steps). 3,004 s of training (51.4 min wall with start-up and 5 evaluations),
           560 tokens/s (the load above). Command: the first one above with
           --config.eval_every_steps=500. samples.txt reads like Shakespeare's layout
-          with invented words ("LOMEO:\nWhat hat he son un comend for him,").
+          with invented words ("LOMEO: / What hat he son un comend for him,").
   transformer (nanoGPT's GPU run, 10,745,088 parameters; published val 1.4697 on an
           A100): not run (no GPU here); 3 training steps on CPU (batch 4, data.name=text)
           check the config: loss 4.12 -> 4.01 from ln(vocab) at init.
