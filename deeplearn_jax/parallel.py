@@ -111,25 +111,36 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
-def param_sharding(abstract_tree: Any, mesh: Mesh) -> Any:
+def param_sharding(abstract_tree: Any, mesh: Mesh, model_axis_dim=None) -> Any:
   """Shardings for a whole abstract train state (params, optimizer state, batch stats).
 
   With a mesh 'fsdp' axis of n > 1, a leaf of at least FSDP_MIN_SIZE elements is split
   over 'fsdp' along its largest dimension divisible by n (the first such on a tie), and
   replicated over the other axes. Everything else, and every leaf when n is 1, is
   replicated. Optimizer moments have their parameter's shape, so they split alike.
+
+  model_axis_dim(path, shape) -> dim or None (a model's own rule, e.g. transformer.py's)
+  picks the dimension a 'model' axis of size > 1 splits (tensor parallelism); fsdp then
+  takes another dimension. Paths are 'block0/qkv/kernel', with optimizer-state prefixes.
   """
-  n = mesh.shape["fsdp"]
+  n, m = mesh.shape["fsdp"], mesh.shape.get("model", 1)
 
-  def rule(leaf) -> NamedSharding:
+  def rule(path, leaf) -> NamedSharding:
     shape = tuple(getattr(leaf, "shape", ()))
-    if n == 1 or int(np.prod(shape)) < FSDP_MIN_SIZE:
-      return replicated(mesh)
-    dims = [i for i, d in enumerate(shape) if d % n == 0]
-    if not dims:
-      return replicated(mesh)
     spec = [None] * len(shape)
-    spec[max(dims, key=lambda i: shape[i])] = "fsdp"
-    return NamedSharding(mesh, P(*spec))
+    if m > 1 and model_axis_dim is not None:
+      dim = model_axis_dim(_path_name(path), shape)
+      if dim is not None and shape[dim] % m == 0:
+        spec[dim] = "model"
+    if n > 1 and int(np.prod(shape)) >= FSDP_MIN_SIZE:
+      dims = [i for i, d in enumerate(shape) if d % n == 0 and spec[i] is None]
+      if dims:
+        spec[max(dims, key=lambda i: shape[i])] = "fsdp"
+    return NamedSharding(mesh, P(*spec)) if any(spec) else replicated(mesh)
 
-  return jax.tree.map(rule, abstract_tree)
+  return jax.tree_util.tree_map_with_path(rule, abstract_tree)
+
+
+def _path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                  for k in path)

@@ -13,6 +13,7 @@ from deeplearn_jax.models.mobilenet import MobileNetV1
 from deeplearn_jax.models.q_networks import ConvQNetwork
 from deeplearn_jax.models.resnet import CifarResNet, ResNet18, ResNet34, ResNet50, ResNet101
 from deeplearn_jax.models.rnn import HierarchicalRNN, RNNClassifier
+from deeplearn_jax.models.transformer import Transformer
 
 REGISTRY = {
     "mlp": MLP,
@@ -28,6 +29,7 @@ REGISTRY = {
     "rnn": RNNClassifier,
     "hierarchical_rnn": HierarchicalRNN,
     "conv_q_network": ConvQNetwork,
+    "transformer": Transformer,
 }
 
 

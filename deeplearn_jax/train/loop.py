@@ -54,6 +54,8 @@ class Trainer:
   steps_per_call: int = 1                     # a chunk: one call does this many steps,
                                               # its metrics stacked along a leading axis
   init_error: str = "the state cannot be built"  # prefix of the UserError for a bad init
+  model_axis_dim: Callable | None = None      # (path, shape) -> dim split over a 'model'
+                                              # mesh axis (parallel.param_sharding)
 
 
 @dataclasses.dataclass
@@ -69,14 +71,15 @@ def due(step: int, every: int, stride: int = 1) -> bool:
   return every > 0 and step // every > (step - stride) // every
 
 
-def shapes(init: Callable[[], Any], mesh, init_error: str) -> tuple[Any, Any]:
+def shapes(init: Callable[[], Any], mesh, init_error: str,
+           model_axis_dim: Callable | None = None) -> tuple[Any, Any]:
   """(abstract state, shardings) of init's state, without allocating. A state that
   cannot be built (a model that does not fit its inputs) is a UserError."""
   try:
     abstract = jax.eval_shape(init)
   except (ValueError, TypeError) as e:
     raise UserError(f"{init_error}: {str(e).splitlines()[0]}") from e
-  return abstract, parallel.param_sharding(abstract, mesh)
+  return abstract, parallel.param_sharding(abstract, mesh, model_axis_dim)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, mesh,
@@ -84,7 +87,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
   """Trains `trainer` in workdir from its newest checkpoint (or from init) to
   total_steps, then saves, tests and writes results.json. Every input must have been
   checked before: this is where the run folder is first written."""
-  abstract, shardings = shapes(trainer.init, mesh, trainer.init_error)
+  abstract, shardings = shapes(trainer.init, mesh, trainer.init_error, trainer.model_axis_dim)
   target = abstract_like(abstract, shardings)
   stride = trainer.steps_per_call
   if total_steps % stride:

@@ -25,14 +25,16 @@ class TrainState:
   lr_scale: jax.Array    # multiplies every update; lowered by nan_policy=rollback
 
 
-def make_init(model: nn.Module, tx: optax.GradientTransformation, input_shape, seed: int):
-  """Returns init() -> TrainState, to be traced once by eval_shape and once by jit."""
+def make_init(model: nn.Module, tx: optax.GradientTransformation, input_shape, seed: int,
+              input_dtype=jnp.float32):
+  """Returns init() -> TrainState, to be traced once by eval_shape and once by jit.
+  input_dtype: of the dummy input init traces with (int32 for token models)."""
 
   def init() -> TrainState:
     root = jax.random.PRNGKey(seed)
     params_key, dropout_key, state_key = jax.random.split(root, 3)
     variables = model.init({"params": params_key, "dropout": dropout_key},
-                           jnp.zeros((1, *input_shape), jnp.float32), train=False)
+                           jnp.zeros((1, *input_shape), input_dtype), train=False)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       batch_stats=variables.get("batch_stats", {}), rng=state_key,
