@@ -10,6 +10,7 @@ from deeplearn_jax.models.fast_cifar import FastCifarNet
 from deeplearn_jax.models.lenet import LeNet5
 from deeplearn_jax.models.mlp import MLP
 from deeplearn_jax.models.mobilenet import MobileNetV1
+from deeplearn_jax.models.recursive import TreeClassifier
 from deeplearn_jax.models.resnet import CifarResNet, ResNet18, ResNet34, ResNet50, ResNet101
 from deeplearn_jax.models.rnn import HierarchicalRNN, RNNClassifier
 
@@ -26,6 +27,7 @@ REGISTRY = {
     "fast_cifar": FastCifarNet,
     "rnn": RNNClassifier,
     "hierarchical_rnn": HierarchicalRNN,
+    "tree": TreeClassifier,
 }
 
 
