@@ -64,22 +64,28 @@ def test_listops_labels_and_settings():
 def _recursive_logits(model, variables, node_rows, n):
   """Node by node: a Python recursion over one tree with the model's own functions."""
   t = node_rows.shape[0] // 2
-  call = lambda fn, *a: model.apply(variables, *a, method=fn)
+  leaf, node, classify = _methods(model)
 
   def state(row):
     if row < t:
-      return call(lambda m, tok: m.leaves(tok), jnp.asarray([node_rows[row, 0]]))[0]
+      return leaf(variables, jnp.asarray([node_rows[row, 0]]))[0]
     left, right = node_rows[row, 1:]
-    return call(lambda m, a, b: m.node(a, b), state(left)[None], state(right)[None])[0]
+    return node(variables, state(left)[None], state(right)[None])[0]
 
-  root = t + n - 2 if n > 1 else 0
-  return call(lambda m, s: m.classify(s), state(root)[None])[0]
+  return classify(variables, state(t + n - 2 if n > 1 else 0)[None])[0]
+
+
+def _methods(model):
+  """The model's leaf, node and head functions, each jitted once (one node at a time)."""
+  method = lambda fn: jax.jit(lambda v, *a: model.apply(v, *a, method=fn))
+  return (method(lambda m, tok: m.leaves(tok)), method(lambda m, a, b: m.node(a, b)),
+          method(lambda m, s: m.classify(s)))
 
 
 @pytest.mark.parametrize("composition", ["tree_lstm", "tanh"])
 def test_batched_tree_equals_node_by_node(composition):
-  exprs = listops.sample(6, np.random.default_rng(1), max_length=16, max_depth=4)
-  enc = listops.encode(exprs, 16, "tree")
+  exprs = listops.sample(4, np.random.default_rng(1), max_length=12, max_depth=4)
+  enc = listops.encode(exprs, 12, "tree")
   model = recursive.TreeClassifier(10, vocab_size=len(listops.VOCAB), embed_dim=6, hidden=5,
                                    composition=composition, mlp_hidden=7)
   x, lengths = jnp.asarray(enc["input"]), jnp.asarray(enc["lengths"])
@@ -100,14 +106,15 @@ def test_batched_greedy_rae_equals_sentence_loop():
   lengths = jnp.asarray([7, 4, 1])
   nodes, errs, valid, root, merges = jax.jit(recursive.greedy_merge)(params, words, lengths)
   w, b, wd, bd = params
+  parent = jax.jit(lambda a, c: recursive.rae_parent(w, b, a, c))
+  error = jax.jit(lambda a, c, na, nc: recursive.rae_error(wd, bd, parent(a, c), a, c, na, nc))
   for i, n in enumerate(lengths.tolist()):
     seq, cnt = [words[i, k] for k in range(n)], [1] * n
     for k in range(n - 1):  # the plain greedy loop: every pair's parent and error anew
-      cands = [(float(recursive.rae_error(wd, bd, recursive.rae_parent(w, b, seq[j], seq[j + 1]),
-                                          seq[j], seq[j + 1], jnp.asarray(cnt[j]),
-                                          jnp.asarray(cnt[j + 1]))), j) for j in range(len(seq) - 1)]
+      cands = [(float(error(seq[j], seq[j + 1], jnp.asarray(cnt[j]), jnp.asarray(cnt[j + 1]))),
+                j) for j in range(len(seq) - 1)]
       e, j = min(cands)
-      p = recursive.rae_parent(w, b, seq[j], seq[j + 1])
+      p = parent(seq[j], seq[j + 1])
       assert int(merges[i, k]) == j and bool(valid[i, k])
       np.testing.assert_allclose(errs[i, k], e, rtol=1e-4, atol=1e-5)
       np.testing.assert_allclose(nodes[i, k], p, rtol=1e-4, atol=1e-5)
@@ -118,8 +125,9 @@ def test_batched_greedy_rae_equals_sentence_loop():
 
 def test_listops_tree_smoke_learns_above_chance(tmp_path):
   cfg = smoke_config(recursive_nets, parts=("listops_tree",), **{
-      "listops.max_length": 16, "listops.widths": (), "tree.steps": 120,
-      "listops.num_train": 800, "listops.num_test": 400, "eval_batch_size": 400})
+      "listops.max_length": 16, "listops.widths": (), "tree.steps": 80,
+      "listops.num_train": 800, "listops.num_test": 400, "eval_batch_size": 400,
+      "mesh.data": 1})  # one device: the tests' 8 fake ones only slow a small scan
   recursive_nets.train_and_evaluate(cfg, str(tmp_path))
   with open(tmp_path / "results.json") as f:
     run = json.load(f)["runs"]["listops_tree"]
