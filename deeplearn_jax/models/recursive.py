@@ -222,7 +222,9 @@ class RecursiveAutoencoder(nn.Module):
 
   def setup(self):
     d = self.dim
-    self.embed = nn.Embed(self.vocab_size, d, embedding_init=nn.initializers.normal(1.0))
+    # Small vectors: they are used at unit length, so their scale only sets how far
+    # one optimizer step turns them.
+    self.embed = nn.Embed(self.vocab_size, d, embedding_init=nn.initializers.normal(0.1))
     self.enc_w = self.param("encoder_kernel", nn.initializers.lecun_normal(), (2 * d, d))
     self.enc_b = self.param("encoder_bias", nn.initializers.zeros, (d,))
     self.dec_w = self.param("decoder_kernel", nn.initializers.lecun_normal(), (d, 2 * d))
