@@ -11,6 +11,7 @@ from deeplearn_jax.models.lenet import LeNet5
 from deeplearn_jax.models.mlp import MLP
 from deeplearn_jax.models.mobilenet import MobileNetV1
 from deeplearn_jax.models.q_networks import ConvQNetwork
+from deeplearn_jax.models.recursive import TreeClassifier
 from deeplearn_jax.models.resnet import CifarResNet, ResNet18, ResNet34, ResNet50, ResNet101
 from deeplearn_jax.models.rnn import HierarchicalRNN, RNNClassifier
 from deeplearn_jax.models.transformer import Transformer
@@ -30,6 +31,7 @@ REGISTRY = {
     "hierarchical_rnn": HierarchicalRNN,
     "conv_q_network": ConvQNetwork,
     "transformer": Transformer,
+    "tree": TreeClassifier,
 }
 
 

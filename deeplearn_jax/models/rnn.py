@@ -185,7 +185,8 @@ class RNNClassifier(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None, lengths=None):
     if self.vocab_size:
-      x = nn.Embed(self.vocab_size, self.embed_dim or self.hidden, dtype=self.dtype)(x)
+      x = nn.Embed(self.vocab_size, self.embed_dim or self.hidden, dtype=self.dtype)(
+          jnp.asarray(x, jnp.int32))  # make_init traces float zeros
     xs = _as_sequence(x).astype(self.dtype)
     mask = _mask_from(mask, lengths, *xs.shape[:2])
     summary, ys = StackedRNN(self.cell, self.hidden, self.num_layers, self.bidirectional,

@@ -6,6 +6,7 @@ import ml_collections
 
 from deeplearn_jax import data, parallel
 from deeplearn_jax.configs import train_length
+from deeplearn_jax.data.buckets import Buckets
 from deeplearn_jax.train import nan_guard
 
 
@@ -24,7 +25,11 @@ def checked(config: ml_collections.ConfigDict, dataset: data.Dataset | None = No
 def train_batches(config: ml_collections.ConfigDict, ds: data.Dataset, start_step: int,
                   end_step: int):
   """This process's training batches start_step .. end_step-1: batch s is a function of
-  (seed, s), so a resume restarts the data exactly where it stopped."""
+  (seed, s), so a resume restarts the data exactly where it stopped. A length-bucketed
+  split (data/buckets.py) draws its own batches."""
+  if isinstance(ds.train, Buckets):
+    return ds.train.train_batches(config.seed, config.batch_size, start_step, end_step,
+                                  ds.transform)
   return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
                             start_step=start_step, end_step=end_step, transform=ds.transform,
                             num_threads=config.data.num_threads,
@@ -35,14 +40,16 @@ def train_batches(config: ml_collections.ConfigDict, ds: data.Dataset, start_ste
 def eval_means(step_fn, split, config: ml_collections.ConfigDict, ds: data.Dataset,
                mesh) -> dict[str, float]:
   """Means over every example of `split`. step_fn(global_batch, batch_index) returns
-  sums over the batch's real (mask=1) rows and their `count`."""
-  sums = None
-  for i, b in enumerate(data.eval_batches(split, global_batch=config.eval_batch_size,
-                                          transform=ds.transform,
-                                          num_threads=config.data.num_threads,
-                                          num_workers=config.data.num_workers)):
-    out = step_fn(parallel.global_batch(b, mesh), i)
-    sums = out if sums is None else jax.tree.map(lambda a, c: a + c, sums, out)
+  sums over the batch's real (mask=1) rows and their `count`. A length-bucketed split
+  is read bucket by bucket."""
+  sums, i = None, 0
+  for part in split.parts if isinstance(split, Buckets) else [split]:
+    for b in data.eval_batches(part, global_batch=config.eval_batch_size,
+                               transform=ds.transform, num_threads=config.data.num_threads,
+                               num_workers=config.data.num_workers):
+      out = step_fn(parallel.global_batch(b, mesh), i)
+      sums = out if sums is None else jax.tree.map(lambda a, c: a + c, sums, out)
+      i += 1
   sums = jax.device_get(sums)
   count = float(sums.pop("count"))
   return {k: float(v) / count for k, v in sums.items()}
