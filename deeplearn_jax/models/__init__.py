@@ -12,6 +12,7 @@ from deeplearn_jax.models.mlp import MLP
 from deeplearn_jax.models.mobilenet import MobileNetV1
 from deeplearn_jax.models.resnet import CifarResNet, ResNet18, ResNet34, ResNet50, ResNet101
 from deeplearn_jax.models.rnn import HierarchicalRNN, RNNClassifier
+from deeplearn_jax.models.spectrogram_cnn import SpectrogramCNN
 
 REGISTRY = {
     "mlp": MLP,
@@ -26,6 +27,7 @@ REGISTRY = {
     "fast_cifar": FastCifarNet,
     "rnn": RNNClassifier,
     "hierarchical_rnn": HierarchicalRNN,
+    "spectrogram_cnn": SpectrogramCNN,
 }
 
 
