@@ -3,7 +3,34 @@ by a bidirectional LSTM and by a small CNN over the spectrogram.
 
 Command:  python -m experiments.spoken_digits --config.data.manual_dir=../shared/data
           (:cnn the CNN; :speakers the held-out-speaker sweep; :smoke seconds on a subset)
-RESULTS_PLACEHOLDER
+Data:     deeplearn_jax/data/spoken_digit.py: 3,000 8 kHz WAVs, 6 speakers x 10 digits x 50.
+          Official split: index 0-4 of every speaker and digit is test (300), the rest
+          train (2,700). :speakers: six runs, each trained on five speakers and tested on
+          the sixth's 500 clips (train/sweep.py; results.json `held_out_speaker_accuracy`,
+          the mean and each speaker). A missing or corrupt WAV stops the run with one
+          line naming the file (exit 2).
+Features: log-mel, computed in JAX: 32 ms Hann frames every 16 ms, power spectrum, 40
+          mel bands (0-4 kHz), log; standardised per band on the training frames.
+          Clips padded to the longest (143 frames); `lengths` masks the padding.
+Nets:     bilstm (default): one bidirectional LSTM layer of 64 units a direction, mean
+          of the outputs over the valid frames, dropout 0.2, linear head (55,050
+          params). cnn: three 3x3 conv + 2x2 max-pool blocks (16, 32, 64 channels), mean
+          and max over the valid frames, dropout 0.3, linear head.
+Training: the supervised trainer on the loop driver; Adam 2e-3, cosine, 1 warm-up
+          epoch, gradient clipping at 1, batch 64, 15 epochs.
+Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32, shared with
+          many other jobs (load average about 20): every wall time is an upper bound.
+
+Results (seed 0; published: the best figure found on the official split, an echo-state
+network, 98.67%, PyRCN; target >= 98.7%):
+  bilstm, official split (the command above): test accuracy 98.33%
+          (295 of 300; 98.33% already after 5 and 10 epochs), final train loss 0.013;
+          755 s wall (695 s training, 116 s of CPU), load average 19-23. Target missed
+          by one to two clips (98.67% = 296, 99.0% = 297). Not tried in the time: more
+          epochs, 128 units, augmentation.
+SPEAKERS_PLACEHOLDER
+  cnn:    built and smoke-tested only; no full run (no CPU time left on the shared
+          machine before the deadline).
 """
 
 import ml_collections
@@ -29,6 +56,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.data.frame = 256              # samples per frame (32 ms at 8 kHz) ...
   c.data.hop = 128                # ... every 16 ms
   c.data.max_index = 0            # > 0: only recordings of index < max_index
+  c.data.clip_norm = False        # subtract each clip's mean per band (speaker robustness)
   c.speakers = SPEAKERS if "speakers" in modifiers else ()  # held out one at a time
   if name == "bilstm":
     c.model = ml_collections.ConfigDict(dict(name="rnn", cell="lstm", hidden=64,
@@ -39,7 +67,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
                                              dropout=0.3))
   c.batch_size = 64
   c.eval_batch_size = 200
-  c.num_epochs = 30.0
+  c.num_epochs = 15.0
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 2e-3
   c.optimizer.schedule = "cosine"

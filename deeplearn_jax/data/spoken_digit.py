@@ -11,7 +11,8 @@ data.max_index > 0 keeps only the recordings of index < max_index (smoke runs).
 
 Features: frames of 32 ms (256 samples) every 16 ms, Hann window, power spectrum, a
 triangular mel filterbank (HTK mel scale, 0-4 kHz), log; 'mfcc' adds a DCT-II keeping the
-first n_mfcc coefficients. Standardised per band with the training frames' mean and std.
+first n_mfcc coefficients. data.clip_norm subtracts each clip's own mean per band. Then
+standardised per band with the training frames' mean and std.
 Every clip is padded with zero frames to the longest clip (18,262 samples: 143 frames),
 so nothing is cut; `lengths` counts each clip's frames for the model's mask.
 """
@@ -185,6 +186,11 @@ def load(config: ml_collections.ConfigDict):
   if is_test.all() or not is_test.any():
     raise DataError(f"the {split} split of {folder} leaves no training or no test WAVs")
   valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+  if config.get("clip_norm", False):
+    # Each clip's own mean per band off (cepstral mean normalisation): a speaker's and
+    # a microphone's constant colouring of the spectrum is a constant in log energy.
+    clip_mean = np.where(valid[..., None], x, 0.0).sum(1) / lengths[:, None]
+    x = x - clip_mean[:, None, :]
   train_frames = x[~is_test][valid[~is_test]]
   mean, std = train_frames.mean(0), train_frames.std(0) + 1e-6
   x = np.where(valid[..., None], (x - mean) / std, 0.0).astype(np.float32)

@@ -23,6 +23,8 @@ class SpectrogramCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False, lengths=None):
+    if not self.channels:
+      raise ValueError("SpectrogramCNN needs at least one conv block (channels)")
     x = x.astype(self.dtype)[..., None]                  # [b, t, bands, 1]
     b, t = x.shape[:2]
     lengths = jnp.full((b,), t) if lengths is None else jnp.asarray(lengths)
