@@ -88,6 +88,14 @@ def test_tiny_folder_loads(recordings):
   test = ds.test.gather(np.arange(10))
   assert test["input"].shape[2] == 40 and ds.num_classes == 10
   assert (test["lengths"] == spoken_digit.num_frames(2400, 256, 256)).all()
+  # clip_norm takes each clip's own mean off: every clip's mean frame is then the same.
+  config = _config(manual_dir)
+  with config.unlocked():
+    config.data.clip_norm = True
+  normed = spoken_digit.load(config.data).test.gather(np.arange(10))["input"]
+  means = normed.mean(axis=1)  # all frames are valid (equal lengths)
+  assert np.allclose(means, means[0], atol=1e-4)
+  assert not np.allclose(test["input"].mean(axis=1), test["input"].mean(axis=1)[0], atol=1e-2)
 
 
 def _corrupt_truncated(path):
