@@ -27,7 +27,7 @@ network, 98.67%, PyRCN; target >= 98.7%):
           (295 of 300; 98.33% already after 5 and 10 epochs), final train loss 0.013;
           755 s wall (695 s training, 116 s of CPU), load average 19-23. Target missed
           by one to two clips (98.67% = 296, 99.0% = 297). Not tried in the time: more
-          epochs, 128 units, augmentation.
+          epochs, 128 units, clip_norm on this split, augmentation, several seeds.
   bilstm, held-out speakers, 5 epochs a rotation (:speakers --config.num_epochs=5):
           held_out_speaker_accuracy mean 55.8% (george 29.8, jackson 71.0, lucas 52.6,
           nicolas 39.2, theo 68.6, yweweler 73.6; train accuracy about 98%); 1,254 s wall
@@ -36,8 +36,10 @@ network, 98.67%, PyRCN; target >= 98.7%):
           nicolas 60.2, theo 83.8, yweweler 79.8); 1,065 s wall, load 15-18. Five
           speakers are few: the nets learn the speakers' voices, not just the digits.
           No published figure for this split was found to set beside it.
-  cnn:    built and smoke-tested only; no full run (no CPU time left on the shared
-          machine before the deadline).
+  cnn, official split (:cnn): test accuracy 98.33% (295 of 300; 92.0% after 5 epochs,
+          96.67% after 10), final train loss 0.18, 24,586 params; 1,002 s wall (939 s
+          training, 197 s of CPU), load average 12-19. Target missed by one to two clips,
+          like the BiLSTM's.
 """
 
 import ml_collections
