@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from deeplearn_jax.data import augment as augment_lib
-from deeplearn_jax.data import embedded, imagenet, tfds_sources
+from deeplearn_jax.data import embedded, imagenet, spoken_digit, tfds_sources
 from deeplearn_jax.data.pipeline import (ArraySplit, Batch, RandomTransform, Split, eval_batches,
                                         train_batches)
 from deeplearn_jax.errors import DataError
@@ -21,7 +21,8 @@ from deeplearn_jax.errors import DataError
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10,  # through TFDS
                "imagenet2012": 1000,                             # TFDS, read per batch
                "digits": 10, "xor": 2, "and": 2, "or": 2,        # embedded
-               "mock_images": 10}
+               "mock_images": 10,
+               "spoken_digit": 10}                               # WAVs -> log-mel frames
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10")
 NAMES = tuple(NUM_CLASSES)
 
@@ -93,6 +94,8 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   if name == "imagenet2012":  # JPEGs read and decoded batch by batch, never all in memory
     train, test, transform, train_transform = imagenet.load(config)
     return Dataset(name, train, test, NUM_CLASSES[name], transform, train_transform)
+  if name == "spoken_digit":  # sequences of audio features with their lengths
+    return spoken_digit.load(config)
   if name not in TFDS_NAMES:
     splits = (embedded.digits() if name == "digits" else embedded.mock_images()
               if name == "mock_images" else embedded.truth_table(name))

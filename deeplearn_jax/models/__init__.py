@@ -15,6 +15,7 @@ from deeplearn_jax.models.recursive import TreeClassifier
 from deeplearn_jax.models.resnet import CifarResNet, ResNet18, ResNet34, ResNet50, ResNet101
 from deeplearn_jax.models.rnn import HierarchicalRNN, RNNClassifier
 from deeplearn_jax.models.transformer import Transformer
+from deeplearn_jax.models.spectrogram_cnn import SpectrogramCNN
 
 REGISTRY = {
     "mlp": MLP,
@@ -32,6 +33,7 @@ REGISTRY = {
     "conv_q_network": ConvQNetwork,
     "transformer": Transformer,
     "tree": TreeClassifier,
+    "spectrogram_cnn": SpectrogramCNN,
 }
 
 
