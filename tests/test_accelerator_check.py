@@ -71,9 +71,10 @@ def test_missing_mnist_is_a_clear_skip(tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_lenet_on_real_mnist_reads_the_metrics(tmp_path, shared_data):
+@pytest.mark.xdist_group("real_mnist")  # with test_data's: real MNIST is prepared once
+def test_smoke_lenet_on_real_mnist_reads_the_metrics(tmp_path, shared_data, tfds_dir):
   s, _ = _check(tmp_path, "--parts=lenet_mnist", f"--data_dir={shared_data}",
-                timeout=400)
+                f"--tfds_data_dir={tfds_dir}", timeout=400)
   r = s["lenet_mnist"]
   assert "error" not in r, r
   assert r["evaluations"] >= 2 and 0 < r["best_accuracy"] <= 1

@@ -71,6 +71,7 @@ def test_cifar_reader_rejects_short_member(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real_mnist")  # the accelerator check's LeNet test reuses it
 def test_prepare_mnist_from_official_files(shared_data, tfds_dir):
   """The real files -> TFDS array_record -> tfds.data_source, without TensorFlow."""
   ds = data.load(ml_collections.ConfigDict(dict(name="mnist", manual_dir=shared_data,
