@@ -87,6 +87,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       fractions=(0.8, 0.1, 0.1),  # train, validation, test
       num_seeds=3,
       single_seeds=3,             # seeds of the single-task nets (12 nets each)
+      rf_seeds=3,                 # seeds of the random forests
       kinds=KINDS,                # multi (one net, all tasks) | single (a net per task) | rf
       class_weight=True,
       kind="multi",               # a child's kind (set per child)
@@ -97,7 +98,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.num_epochs, c.num_train_steps = 1.0, 120
     c.eval_every_epochs, c.eval_every_steps = -1.0, 40
     c.log_every_steps = 40
-    c.tox21.num_seeds = c.tox21.single_seeds = 1
+    c.tox21.num_seeds = c.tox21.single_seeds = c.tox21.rf_seeds = 1
     c.tox21.kinds = ("multi", "rf")
     c.rf.n_estimators = 30
     c.progress = False
@@ -164,9 +165,9 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   f = t.fractions
   if len(f) != 3 or min(f) <= 0 or abs(sum(f) - 1) > 1e-6:
     raise UserError(f"config.tox21.fractions must be 3 positive numbers summing to 1, got {f}")
-  if min(t.num_seeds, t.single_seeds) < 1:
-    raise UserError("config.tox21.num_seeds and single_seeds must be >= 1, got "
-                    f"{t.num_seeds}, {t.single_seeds}")
+  if min(t.num_seeds, t.single_seeds, t.rf_seeds) < 1:
+    raise UserError("config.tox21.num_seeds, single_seeds and rf_seeds must be >= 1, got "
+                    f"{t.num_seeds}, {t.single_seeds}, {t.rf_seeds}")
 
 
 def _train_net(config, workdir, mols, split, task_cols: list[int]) -> dict:
@@ -262,7 +263,8 @@ def children(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Conf
   _validate(config)
   out = {}
   for kind in config.tox21.kinds:
-    count = config.tox21.single_seeds if kind == "single" else config.tox21.num_seeds
+    count = {"single": config.tox21.single_seeds, "rf": config.tox21.rf_seeds}.get(
+        kind, config.tox21.num_seeds)
     for name, child in sweep.seeds(config, count).items():
       child.unlock()
       child.tox21.kind = kind
