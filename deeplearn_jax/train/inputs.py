@@ -3,6 +3,7 @@ the run's length, training batches by step, and means over an evaluation split."
 
 import jax
 import ml_collections
+import numpy as np
 
 from deeplearn_jax import data, parallel
 from deeplearn_jax.configs import train_length
@@ -53,3 +54,16 @@ def eval_means(step_fn, split, config: ml_collections.ConfigDict, ds: data.Datas
   sums = jax.device_get(sums)
   count = float(sums.pop("count"))
   return {k: float(v) / count for k, v in sums.items()}
+
+
+def predictions(apply_fn, split, config: ml_collections.ConfigDict, ds: data.Dataset,
+                mesh) -> np.ndarray:
+  """apply_fn(global batch) -> per-row outputs, for every row of `split` in order (the
+  last batch's padding dropped): e.g. scores for a ROC curve. One process: a
+  multi-process run's global outputs are not all addressable here."""
+  outs = [np.asarray(jax.device_get(apply_fn(parallel.global_batch(b, mesh))))
+          for b in data.eval_batches(split, global_batch=config.eval_batch_size,
+                                     transform=ds.transform,
+                                     num_threads=config.data.num_threads,
+                                     num_workers=config.data.num_workers)]
+  return np.concatenate(outs)[:len(split)]

@@ -13,6 +13,28 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def masked_binary_cross_entropy(logits: jax.Array, labels: jax.Array,
+                                weights: jax.Array | None = None) -> jax.Array:
+  """Per-example sigmoid cross-entropy of multi-label targets [b, tasks], summed over the
+  labelled tasks (label 0 or 1; a negative label is missing) with per-entry `weights`
+  (e.g. class weighting), divided by the number of labelled tasks. A missing label
+  adds nothing to the loss nor to any gradient."""
+  labelled = labels >= 0
+  w = labelled.astype(logits.dtype) if weights is None else weights * labelled
+  bce = optax.sigmoid_binary_cross_entropy(logits, jnp.where(labelled, labels, 0).astype(
+      logits.dtype))
+  # where, not a product alone: an infinite logit at a missing label gives no NaN.
+  per_entry = jnp.where(labelled, w * bce, 0.0)
+  return jnp.sum(per_entry, -1) / jnp.maximum(jnp.sum(labelled, -1), 1)
+
+
+def multilabel_correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per example, the fraction of its labelled tasks where sign(logit) matches."""
+  labelled = labels >= 0
+  right = ((logits > 0) == (labels == 1)) & labelled
+  return jnp.sum(right, -1) / jnp.maximum(jnp.sum(labelled, -1), 1)
+
+
 def _kernels(params):
   return [p for p in jax.tree.leaves(params) if p.ndim > 1]
 

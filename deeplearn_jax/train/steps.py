@@ -38,11 +38,38 @@ def kernel_grad_norms(grads) -> dict[str, jax.Array]:
   return out
 
 
+LOSSES = ("softmax", "masked_bce")
+
+
+def data_loss(kind: str, logits, batch, label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example loss: 'softmax' (cross-entropy, integer labels) or 'masked_bce'
+  (multi-label [b, tasks], label -1 missing, the batch's optional 'weight' per entry)."""
+  if kind == "masked_bce":
+    return losses.masked_binary_cross_entropy(logits, batch["label"], batch.get("weight"))
+  return losses.cross_entropy(logits, batch["label"], label_smoothing)
+
+
+def correct(kind: str, logits, labels) -> jax.Array:
+  """Per-example accuracy: argmax == label, or the fraction of labelled tasks right."""
+  if kind == "masked_bce":
+    return losses.multilabel_correct(logits, labels)
+  return (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+
+
+def loss_kind(config: ml_collections.ConfigDict) -> str:
+  kind = config.get("loss", "softmax")
+  if kind not in LOSSES:
+    raise ValueError(f"config.loss must be one of {', '.join(LOSSES)}, got {kind!r}")
+  return kind
+
+
 def make_loss(model: nn.Module, config: ml_collections.ConfigDict):
-  """loss(params, state, batch, rng) -> (total, (cross-entropy, logits, new variables)):
-  the training objective, with config's label smoothing and L1/L2 penalties, in
-  training mode (dropout on, batch norm on the batch's statistics)."""
+  """loss(params, state, batch, rng) -> (total, (data loss, logits, new variables)):
+  the training objective (config.loss, default softmax cross-entropy), with config's
+  label smoothing and L1/L2 penalties, in training mode (dropout on, batch norm on the
+  batch's statistics)."""
   l1, l2, smoothing = config.l1, config.l2, config.label_smoothing
+  kind = loss_kind(config)
 
   def loss(params, state: TrainState, batch, rng):
     has_bn = bool(state.batch_stats)
@@ -50,7 +77,7 @@ def make_loss(model: nn.Module, config: ml_collections.ConfigDict):
                       **_extra_inputs(batch), rngs={"dropout": rng},
                       mutable=["batch_stats"] if has_bn else False)
     logits, new_vars = out if has_bn else (out, {})
-    ce = losses.cross_entropy(logits, batch["label"], smoothing).mean()
+    ce = data_loss(kind, logits, batch, smoothing).mean()
     total = ce
     if l2 > 0:
       total = total + l2 * losses.l2_penalty(params)
@@ -80,6 +107,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   """config: the experiment config (reads l1, l2, max_norm, label_smoothing, and
   log_layer_grad_norms: add each kernel's gradient norm as `grad_norm/<module>`)."""
   loss_fn = make_loss(model, config)
+  kind = loss_kind(config)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -96,7 +124,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     ok = jnp.isfinite(total)
     new_state = nan_guard.guarded_update(state, updated, ok)
     metrics = {"loss": ce, "total_loss": total, "finite": ok.astype(jnp.float32),
-               "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
+               "accuracy": jnp.mean(correct(kind, logits, batch["label"]))}
     if config.log_layer_grad_norms:
       metrics.update({f"grad_norm/{k}": v for k, v in kernel_grad_norms(grads).items()})
     return new_state, metrics
@@ -104,9 +132,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return train_step
 
 
-def make_eval_step(model: nn.Module, num_classes: int, flip: bool = False):
+def make_eval_step(model: nn.Module, num_classes: int, flip: bool = False,
+                   loss: str = "softmax"):
   """Returns sums over the real (mask=1) rows; the host divides by `count`. flip: the
-  logits are the mean over each image and its horizontal mirror."""
+  logits are the mean over each image and its horizontal mirror. loss: as config.loss
+  (masked_bce: the unweighted masked loss, accuracy over the labelled tasks)."""
 
   def eval_step(state: TrainState, batch):
     apply = lambda x: model.apply(_variables(state, state.params), x, train=False,
@@ -115,10 +145,11 @@ def make_eval_step(model: nn.Module, num_classes: int, flip: bool = False):
     if flip:
       logits = 0.5 * (logits + apply(batch["input"][:, :, ::-1]))
     mask = batch["mask"]
-    out = {"loss": jnp.sum(losses.cross_entropy(logits, batch["label"]) * mask),
-           "accuracy": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+    unweighted = {k: v for k, v in batch.items() if k != "weight"}
+    out = {"loss": jnp.sum(data_loss(loss, logits, unweighted) * mask),
+           "accuracy": jnp.sum(correct(loss, logits, batch["label"]) * mask),
            "count": jnp.sum(mask)}
-    if num_classes > 5:
+    if num_classes > 5 and loss == "softmax":
       out["top5_accuracy"] = jnp.sum(losses.topk_correct(logits, batch["label"], 5) * mask)
     return out
 

@@ -9,13 +9,15 @@ loss, the final train loss, steps, parameters, time and throughput.
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
 
 from deeplearn_jax import configs, data, models
+from deeplearn_jax.errors import UserError
 from deeplearn_jax.train import inputs, loop, optimizers
+from deeplearn_jax.train import steps as steps_lib
 from deeplearn_jax.train.state import (TrainState, load_pretrained, make_init,
                                        pretrained_leaves, starting_from)
 from deeplearn_jax.train.steps import make_eval_step, make_train_step
@@ -30,6 +32,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.l2 = 0.0                      # L2 penalty on weights, added to the loss
   c.max_norm = 0.0                # max-norm constraint on each unit's weights (0 = off)
   c.label_smoothing = 0.0
+  c.loss = "softmax"              # softmax (integer labels) | masked_bce (multi-label
+                                  # [n, tasks], -1 = missing, optional per-entry 'weight')
   c.test_time_flip = False        # evaluate on the mean logits of each image and its mirror
   c.dtype = "float32"             # compute dtype (params stay float32)
   c.model = ml_collections.ConfigDict(dict(name="mlp"))
@@ -55,11 +59,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset | None = None,
-        init_params: dict | None = None) -> Outcome:
+        init_params: dict | None = None,
+        evaluate_extra: Callable[[Any, TrainState], dict[str, float]] | None = None) -> Outcome:
   """train_and_evaluate, also returning the final state, model and data. `dataset`, when
   given, replaces loading config.data's (an experiment that has loaded it already).
   `init_params`: parameters computed from the data (e.g. fast_cifar's whitening
-  filters) that replace init's leaves of the same name, like config.init_from's."""
+  filters) that replace init's leaves of the same name, like config.init_from's.
+  `evaluate_extra(model, state)`: more figures for every evaluation row (e.g. ROC AUC
+  from predictions), also in results."""
+  try:
+    loss = steps_lib.loss_kind(config)
+  except ValueError as e:
+    raise UserError(str(e)) from None
   mesh, ds, steps_per_epoch, total_steps = inputs.checked(config, dataset)
   model = models.create(config.model, ds.num_classes, config.dtype)
   tx, lr_fn = optimizers.create(config.optimizer, steps_per_epoch, total_steps)
@@ -72,11 +83,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset |
       init = starting_from(init, load_pretrained(config.init_from, abstract), tx)
     if init_params is not None:
       init = starting_from(init, pretrained_leaves(init_params, abstract, "init_params"), tx)
-  eval_step = jax.jit(make_eval_step(model, ds.num_classes, config.test_time_flip))
+  eval_step = jax.jit(make_eval_step(model, ds.num_classes, config.test_time_flip, loss))
 
   def evaluate(state: TrainState) -> dict[str, float]:
-    return inputs.eval_means(lambda batch, _: eval_step(state, batch), ds.test, config, ds,
-                             mesh)
+    out = inputs.eval_means(lambda batch, _: eval_step(state, batch), ds.test, config, ds,
+                            mesh)
+    return {**out, **(evaluate_extra(model, state) if evaluate_extra else {})}
 
   def results(test: dict, last_train: dict, state: TrainState) -> dict[str, Any]:
     del state
@@ -84,7 +96,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset |
            "test_loss": test["loss"], "final_train_loss": last_train.get("loss", float("nan"))}
     if "top5_accuracy" in test:
       out["test_top5_accuracy"] = test["top5_accuracy"]
-    return out
+    return {**out, **{k: v for k, v in test.items()
+                      if k not in ("loss", "accuracy", "top5_accuracy")}}
 
   trainer = loop.Trainer(
       name=name, init=init, step=make_train_step(model, tx, config), evaluate=evaluate,
