@@ -41,7 +41,7 @@ def test_smoke_run_reports_every_part_and_keeps_going_past_a_failure(tmp_path):
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
     (bad / name).write_bytes(b"not a gzip file")
   s, _ = _check(tmp_path, f"--data_dir={tmp_path / 'data'}", f"--workdir={tmp_path / 'run'}")
-  assert s["smoke"] is True and s["nanogpt"] == "not built yet"
+  assert s["smoke"] is True and "tiny-shakespeare missing" in s["nanogpt"]["skipped"]
   assert 0 < s["total_seconds"] < s["limit_seconds"]
   dev = s["device"]
   assert dev["platform"] == "cpu" and dev["device_kind"] and dev["jax"] == jax.__version__
@@ -67,14 +67,19 @@ def test_missing_mnist_is_a_clear_skip(tmp_path):
   skip = s["lenet_mnist"]["skipped"]
   assert "MNIST files missing" in skip and str(tmp_path / "nowhere" / "mnist") in skip
   assert "skipped: MNIST files missing" in err
-  assert s["nanogpt"] == "not built yet" and "error" not in s["lenet_mnist"]
+  assert "nanogpt" not in s and "error" not in s["lenet_mnist"]
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("real_mnist")  # with test_data's: real MNIST is prepared once
-def test_smoke_lenet_on_real_mnist_reads_the_metrics(tmp_path, shared_data, tfds_dir):
-  s, _ = _check(tmp_path, "--parts=lenet_mnist", f"--data_dir={shared_data}",
+def test_smoke_lenet_and_nanogpt_on_real_data_read_the_metrics(tmp_path, shared_data,
+                                                               tfds_dir):
+  s, _ = _check(tmp_path, "--parts=lenet_mnist,nanogpt", f"--data_dir={shared_data}",
                 f"--tfds_data_dir={tfds_dir}", timeout=400)
+  g = s["nanogpt"]
+  assert "error" not in g, g
+  assert g["iterations"] == g["planned_iterations"] > 0 and g["tokens_per_second"] > 0
+  assert g["last_val_loss"] == pytest.approx(g["val_loss"])
   r = s["lenet_mnist"]
   assert "error" not in r, r
   assert r["evaluations"] >= 2 and 0 < r["best_accuracy"] <= 1
