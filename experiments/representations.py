@@ -45,7 +45,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       steps=3000, learning_rate=1.0))
   c.lenet = lenet.get_config()    # the net whose layers are probed
   c.lenet.unlock()
-  c.lenet.num_epochs = 3.0
+  c.lenet.num_epochs = 1.0        # as experiments/explain.py's LeNet
   c.probe = ml_collections.ConfigDict(dict(
       layers=("C1", "C3", "C5", "F6"),  # LeNet's layers, input to output
       train_images=10000,         # probe training set: the first training images
@@ -135,7 +135,10 @@ def line_part(config) -> tuple[dict, tuple]:
 
 def probe_part(config, workdir: str) -> dict:
   """A LeNet trained by the supervised trainer, then a linear probe on each layer."""
-  net = config.lenet
+  net = ml_collections.ConfigDict(config.lenet.to_dict())
+  if config.data.manual_dir:  # the command line's data folder, for the net's data too
+    net.data.manual_dir = config.data.manual_dir
+  net.lock()
   ds = data.load(net.data)
   outcome = supervised.run(net, os.path.join(workdir, "lenet"), dataset=ds)
   n = min(config.probe.train_images, len(ds.train))

@@ -55,7 +55,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
                                   # labels_per_class: its ends are the scratch and frozen runs
   c.source_epochs = 3.0           # training of the source net on its classes
   c.subset_steps = 400            # updates of a run on a labelled subset ...
-  c.all_epochs = 2.0              # ... and epochs of a run on all target labels
+  c.all_epochs = 1.0              # ... and epochs of a run on all target labels
   c.data.name = "mnist"
   c.data.image_size = 28          # the embedded 8x8 digits (:smoke) are upsampled
   c.model = ml_collections.ConfigDict(dict(name="lenet5", activation="relu", pool="max",
@@ -166,11 +166,13 @@ def target_children(config, source_dir: str, num_target: int):
   for method in config.methods:
     if method not in reuse:
       raise UserError(f"config.methods: unknown {method!r}; known: {', '.join(METHODS)}")
-    for k in config.labels_per_class:
-      for i in range(config.num_seeds):
-        children[f"{method}_{k or 'all'}_seed{config.seed + i}"] = _child(
-            config, seed=config.seed + i, **_length(config, k, num_target), **reuse[method],
-            labels_per_class=(k,))
+  # Labelled subsets first (the target), then the curve, all labels last (the longest).
+  cells = {f"{method}_{k or 'all'}_seed{config.seed + i}": _child(
+      config, seed=config.seed + i, **_length(config, k, num_target), **reuse[method],
+      labels_per_class=(k,))
+      for k in config.labels_per_class for method in config.methods
+      for i in range(config.num_seeds)}
+  children.update({n: c for n, c in cells.items() if "_all_" not in n})
   if config.curve_labels >= 0:
     if (config.curve_labels not in config.labels_per_class
         or not {"scratch", "frozen"} <= set(config.methods)):
@@ -184,6 +186,7 @@ def target_children(config, source_dir: str, num_target: int):
         children[f"copy{n}_{config.curve_labels or 'all'}_seed{config.seed + i}"] = _child(
             config, seed=config.seed + i, labels_per_class=(config.curve_labels,),
             **_length(config, config.curve_labels, num_target), **copy)
+  children.update(cells)  # the all-label runs, after the rest
   return children
 
 
