@@ -22,7 +22,16 @@ Variants: (default) both nets | mnist | cifar10 (each net 1 epoch);  ,smoke: emb
 Hardware: 2 cores of an AMD EPYC CPU shared with other jobs, no GPU, JAX 0.10.2, float32.
 The CIFAR-10 part is kept small (fast_cifar at widths 16-64-64, 1 epoch): its decode
 alone takes about 50 s a load on this machine.
-Results:  see README.md (## Results) and the run's results.json.
+Results (`:mnist`, seed 0, 100 test images, load average 15-20 on the 2 cores):
+          LeNet-5 trained 800 steps: 98.39% test accuracy. Integrated gradients at 64
+          steps: median relative completeness error 0.21%, 97 of 100 images within 1%
+          (worst 6.6%). Deletion / insertion areas (lower / higher is better):
+          occlusion 0.131 / 0.958, |gradient| 0.398 / 0.940, |SmoothGrad| 0.364 / 0.942,
+          integrated gradients 0.093 / 0.978, random order 0.731 / 0.886: every method
+          beats random on both. 22 min wall for the command (decoding MNIST under that
+          load took most of it; the four methods 84 s together, compiles included).
+          The CIFAR-10 part (the default runs both) was started and stopped unfinished:
+          at that load one epoch had not done 50 steps in 16 minutes. Not measured.
 """
 
 import os

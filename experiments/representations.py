@@ -19,7 +19,13 @@ made measurable in three parts.
 Command:  python -m experiments.representations --config.data.manual_dir=/work/shared/data
 Variants: :smoke (embedded digits for MNIST, few steps, seconds)
 Hardware: 2 cores of an AMD EPYC CPU shared with other jobs, no GPU, JAX 0.10.2, float32.
-Results:  see README.md (## Results) and the run's results.json.
+Results (seed 0, load average 15-20 on the 2 cores):
+  1. 45 degrees, 1,000 points: best raw single-axis threshold 79.3%; the learned z0
+     separates 100%; cosine of the learned axis with the true normal 0.99994.
+  3. Spirals (1.5 turns): a linear probe on the raw points 63.1%; on the 2-D hidden
+     layer 96.7% after 500 steps, 99.5-99.9% from 1,000 to 3,000 steps; the net 99.8%
+     on fresh points (6.6 min wall at that load).
+  2. The probes by depth: see README.md (the run was still going at the session's end).
 """
 
 import os
