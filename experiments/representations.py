@@ -25,7 +25,10 @@ Results (seed 0, load average 15-20 on the 2 cores):
   3. Spirals (1.5 turns): a linear probe on the raw points 63.1%; on the 2-D hidden
      layer 96.7% after 500 steps, 99.5-99.9% from 1,000 to 3,000 steps; the net 99.8%
      on fresh points (6.6 min wall at that load).
-  2. The probes by depth: see README.md (the run was still going at the session's end).
+  2. LeNet-5 trained 800 steps (98.39%): linear probe test accuracy from the pixels
+     89.5%, C1 94.6%, C3 97.6%, C5 98.3%, F6 98.3% (rises with every layer).
+  37 min wall for the command at that load (two MNIST decodes and XLA folding the
+  probe's data into its program, since fixed: the data are now arguments).
 """
 
 import os
