@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deeplearn_jax.checkpoint import load_params
+import os
+
+from deeplearn_jax.checkpoint import has_checkpoints, load_params, read_checkpoint
 from deeplearn_jax.errors import UserError
 
 
@@ -54,9 +56,48 @@ def num_params(params: Any) -> int:
   return int(sum(x.size for x in jax.tree.leaves(params)))
 
 
-def load_pretrained(path: str, abstract_params: Any) -> Any:
-  """pretrained_leaves of a tree saved by `checkpoint.save_params` (config.init_from)."""
-  return pretrained_leaves(load_params(path), abstract_params, f"config.init_from {path}")
+def load_pretrained(path: str, abstract_params: Any, skip=()) -> Any:
+  """pretrained_leaves of config.init_from: a tree saved by `checkpoint.save_params`, or
+  the parameters of a run folder's newest checkpoint (a finished run, continued or
+  fine-tuned on new data).
+
+  skip: with none (the default), the saved tree may hold any part of the model's
+  parameters. With some, the reuse is asked for exactly: parameters whose path contains
+  one of `skip` (say, the head) keep their init, and every other parameter of the model
+  must be in the saved tree."""
+  source = f"config.init_from {path}"
+  checkpoints = os.path.join(path, "checkpoints")
+  if not os.path.exists(os.path.join(path, "integrity.json")) and has_checkpoints(checkpoints):
+    tree = read_checkpoint(checkpoints)["params"]
+  else:
+    tree = load_params(path)
+  if not skip:
+    return pretrained_leaves(tree, abstract_params, source)
+  names = [path_name(k) for k, _ in jax.tree_util.tree_flatten_with_path(abstract_params)[0]]
+  for s in skip:
+    if not any(s in n for n in names):
+      raise UserError(f"config.init_from_skip: {s!r} names no parameter of the model "
+                      f"({', '.join(names[:4])}, ...)")
+  skipped = lambda name: any(s in name for s in skip)
+  kept = {path_name(k): v for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]
+          if not skipped(path_name(k))}
+  missing = [n for n in names if not skipped(n) and n not in kept]
+  if missing:
+    raise UserError(f"{source} lacks {', '.join(missing[:3])}, which config.init_from_skip "
+                    "does not skip")
+  return pretrained_leaves(_nest(kept), abstract_params, source)
+
+
+def _nest(flat: dict[str, Any]) -> dict:
+  """{'a/b': x} -> {'a': {'b': x}}: a tree from path_name keys."""
+  out: dict = {}
+  for name, value in flat.items():
+    *parents, last = name.split("/")
+    node = out
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[last] = value
+  return out
 
 
 def pretrained_leaves(tree: Any, abstract_params: Any, source: str) -> Any:

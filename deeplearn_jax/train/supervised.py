@@ -38,8 +38,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"             # compute dtype (params stay float32)
   c.model = ml_collections.ConfigDict(dict(name="mlp"))
   # Start from parameters saved by checkpoint.save_params (e.g. a DBN's pre-trained
-  # stack): their leaves replace the model's of the same name; the rest init as usual.
+  # stack) or from a run folder's newest checkpoint (continued training, fine-tuning):
+  # their leaves replace the model's of the same name; the rest init as usual.
   c.init_from = ""
+  # With init_from: parameters whose path contains one of these (e.g. 'output', the
+  # head) are not loaded but initialised; every other one must then be in init_from.
+  c.init_from_skip = ()
   c.optimizer = optimizers.default_config()
   return c
 
@@ -80,7 +84,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset |
   if config.init_from or init_params is not None:
     abstract = loop.shapes(init, mesh, init_error)[0].params
     if config.init_from:
-      init = starting_from(init, load_pretrained(config.init_from, abstract), tx)
+      init = starting_from(init, load_pretrained(
+          config.init_from, abstract, tuple(config.get("init_from_skip", ()))), tx)
     if init_params is not None:
       init = starting_from(init, pretrained_leaves(init_params, abstract, "init_params"), tx)
   eval_step = jax.jit(make_eval_step(model, ds.num_classes, config.test_time_flip, loss))
