@@ -65,6 +65,20 @@ def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
+def replaced(config: ml_collections.ConfigDict, **changes: Any) -> ml_collections.ConfigDict:
+  """A locked copy of config with `changes` set; dotted keys reach into blocks
+  (replaced(c, **{"optimizer.learning_rate": 0.1}))."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  for key, value in changes.items():
+    target = c
+    *parents, last = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[last] = value
+  c.lock()
+  return c
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   """{'a': {'b': 1}} -> {'a.b': 1}: dotted keys, for comparing configs."""
   out = {}

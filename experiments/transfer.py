@@ -140,18 +140,6 @@ def _split(ds: data.Dataset, classes, per_class: int, seed: int) -> data.Dataset
                       part(ds.test, 0), len(classes), ds.transform, ds.train_transform)
 
 
-def _child(config, **changes) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict(config.to_dict())
-  for key, value in changes.items():
-    target = c
-    *parents, last = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[last] = value
-  c.lock()
-  return c
-
-
 def _length(config, per_class: int, num_classes: int) -> dict:
   """Batch and length of a target run: `subset_steps` updates on a labelled subset (the
   batch no larger than the subset), `all_epochs` epochs on all labels."""
@@ -174,7 +162,7 @@ def target_children(config, source_dir: str, num_target: int):
     if method not in reuse:
       raise UserError(f"config.methods: unknown {method!r}; known: {', '.join(METHODS)}")
   # Labelled subsets first (the target), then the curve, all labels last (the longest).
-  cells = {f"{method}_{k or 'all'}_seed{config.seed + i}": _child(
+  cells = {f"{method}_{k or 'all'}_seed{config.seed + i}": configs.replaced(
       config, seed=config.seed + i, **_length(config, k, num_target), **reuse[method],
       labels_per_class=(k,))
       for k in config.labels_per_class for method in config.methods
@@ -190,7 +178,7 @@ def target_children(config, source_dir: str, num_target: int):
       copy = dict(init_from=source_dir, init_from_skip=(*layers[n:], config.head),
                   **{"optimizer.frozen": layers[:n]})
       for i in range(config.num_seeds):
-        children[f"copy{n}_{config.curve_labels or 'all'}_seed{config.seed + i}"] = _child(
+        children[f"copy{n}_{config.curve_labels or 'all'}_seed{config.seed + i}"] = configs.replaced(
             config, seed=config.seed + i, labels_per_class=(config.curve_labels,),
             **_length(config, config.curve_labels, num_target), **copy)
   children.update(cells)  # the all-label runs, after the rest

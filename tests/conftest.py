@@ -6,7 +6,7 @@ import os
 import jax
 import pytest
 
-from deeplearn_jax import data, metrics
+from deeplearn_jax import configs, data, metrics
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_compilation_cache_dir", os.environ.get(
@@ -18,16 +18,8 @@ SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
 def override(config, **overrides):
-  """config with `overrides` applied (dotted keys as 'optimizer.name'), locked again."""
-  config.unlock()
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  config.lock()
-  return config
+  """A locked copy of config with `overrides` applied (dotted keys as 'optimizer.name')."""
+  return configs.replaced(config, **overrides)
 
 
 def smoke_config(module, variant: str = "smoke", **overrides):
