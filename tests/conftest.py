@@ -62,6 +62,12 @@ def cli_env(tmp_path, devices: int = 1) -> dict[str, str]:
               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
 
 
+def pytest_collection_modifyitems(config, items):
+  """The slow tests first (a stable sort): with two xdist workers, long tests started
+  last leave one worker idle at the end."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_runtest_setup(item):
   """accelerator(devices=N) tests skip where fewer devices are found (one GPU); run them
   on fake CPU devices with JAX_PLATFORMS=cpu."""

@@ -71,6 +71,7 @@ def test_cifar_reader_rejects_short_member(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # 70,000 PNG encodes and decodes: tens of seconds
 @pytest.mark.xdist_group("real_mnist")  # the accelerator check's LeNet test reuses it
 def test_prepare_mnist_from_official_files(shared_data, tfds_dir):
   """The real files -> TFDS array_record -> tfds.data_source, without TensorFlow."""
@@ -154,6 +155,7 @@ def test_eval_batches_cover_every_example_once():
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # 60,000 PNG encodes and decodes: about a minute
 def test_prepare_cifar10_from_the_official_archive(shared_data, tfds_dir):
   archive = os.path.join(shared_data, "cifar10", official.CIFAR10_ARCHIVE)
   if not os.path.isfile(archive):
