@@ -10,8 +10,10 @@ reached and model-FLOPs utilisation against the device's peak.
 It times the trainer's own jitted step (steps.make_train_step: forward, backward,
 optimizer update, SGD with Nesterov momentum; the state donated) on one device, on
 random inputs and labels already on the device, so no input pipeline is measured.
-FLOPs per image are XLA's count for the compiled training step (cost_analysis)
-divided by the batch; "model FLOPs" use the usual 3x the forward count. The peak is
+FLOPs per image are XLA's count for the training step lowered for the host CPU (the
+model's count on any backend: a compiled GPU step hides its convolutions in cuDNN calls
+that its own count leaves out), divided by the batch; "model FLOPs" use the usual 3x
+the forward count. The peak is
 the device's nominal dense figure when known (--peak_tflops, or a table for H100/H200/
 A100), else the rate of a large float32 matmul measured here (a practical peak). Writes
 benchmarks/results/cnn_throughput_<model>_<device>.json. `measure` is the whole
@@ -44,8 +46,15 @@ NOMINAL_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H2
                        "A100": 312.0}
 
 
-def _flops(compiled) -> float:
-  cost = compiled.cost_analysis()
+def _flops(fn, *args) -> float:
+  """XLA's FLOP count of jitted fn on args, lowered and counted for the host CPU: the
+  count is the model's, the same on every backend, whereas a GPU's compiled program
+  hides its convolutions in cuDNN calls that its own count leaves out (and jax 0.11's
+  lowered GPU programs return no count at all)."""
+  cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu), args)
+  lowered = fn.lower(*shapes)
+  cost = lowered.cost_analysis() or lowered.compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", 0.0))
 
@@ -90,11 +99,11 @@ def measure(model_cfg: ml_collections.ConfigDict, *, image_size: int, num_classe
   batch_arrays = {"input": jax.random.normal(key, (batch, *shape), jnp.float32),
                   "label": jax.random.randint(key, (batch,), 0, num_classes)}
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch_arrays).compile()
+  step.lower(state, batch_arrays).compile()
   compile_seconds = time.perf_counter() - t0
   forward = jax.jit(lambda s, x: model.apply(
       {"params": s.params, **({"batch_stats": s.batch_stats} if s.batch_stats else {})}, x))
-  forward_flops = _flops(forward.lower(state, batch_arrays["input"]).compile())
+  forward_flops = _flops(forward, state, batch_arrays["input"])
 
   for _ in range(warmup):
     state, m = step(state, batch_arrays)
@@ -114,7 +123,7 @@ def measure(model_cfg: ml_collections.ConfigDict, *, image_size: int, num_classe
   if not peak_tflops:
     peak_source = "nominal" if nominal else f"measured {dtype} 4096^2 matmul"
   peak = nominal or matmul_peak(dtype)
-  step_flops = _flops(compiled)
+  step_flops = _flops(step, state, batch_arrays)
   model_flops = 3 * forward_flops
   return {
       "model": model_cfg.name, "widths": ",".join(map(str, model_cfg.get("widths", ()))),

@@ -19,7 +19,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from deeplearn_jax import parallel, run_folder
+from deeplearn_jax import determinism, parallel, run_folder
 from deeplearn_jax.errors import Preempted, TrainingDiverged, UserError
 
 FLAGS = flags.FLAGS
@@ -31,16 +31,21 @@ flags.DEFINE_integer("process_id", None, "this process's index in a multi-proces
 flags.DEFINE_integer("distributed_timeout", 300, "seconds to wait for all processes to join")
 flags.DEFINE_integer("heartbeat_timeout", 100, "seconds after which the other processes of a "
                      "multi-process run stop when one has died")
+flags.DEFINE_bool("gpu_deterministic", False, "XLA's deterministic GPU kernels, so that a "
+                  "resumed run on a GPU is bit-identical to an uninterrupted one (may be slower)")
 
 TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
 
 
-def setup_jax() -> None:
-  """Persistent compilation cache: a second run of the same config skips compiling."""
+def setup_jax(gpu_deterministic: bool = False) -> None:
+  """Persistent compilation cache: a second run of the same config skips compiling; and
+  XLA's deterministic GPU kernels if asked (before JAX's first computation)."""
   cache = os.environ.get("JAX_COMPILATION_CACHE_DIR",
                          os.path.join(os.path.expanduser("~"), ".cache", "deeplearn_jax", "xla"))
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  if gpu_deterministic:
+    determinism.enable()
 
 
 PEER_LOST_EXIT = 70  # EX_SOFTWARE: this process was ended because the run broke elsewhere
@@ -94,7 +99,7 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
       fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
     if (FLAGS.num_processes or 1) > 1 and _CHILD not in os.environ:
       sys.exit(supervise(FLAGS.num_processes, FLAGS.process_id))
-    setup_jax()
+    setup_jax(FLAGS.gpu_deterministic)
     # absl's app.run raises the root logger to INFO, which shows every library's chatter
     # (JAX's "Unable to initialize backend 'tpu'" on a CPU, Orbax's every save step):
     # only this package's own module loggers speak at INFO.

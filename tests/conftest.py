@@ -1,17 +1,16 @@
-"""Test setup: 8 fake CPU devices (sharding tests), a persistent compile cache, and a
-private TFDS folder so tests never touch the user's ~/tensorflow_datasets."""
+"""Test setup: 8 fake CPU devices (sharding tests), a persistent compile cache, XLA's
+deterministic kernels when a GPU runs the tests (they assert bit-identical resume), and
+a private TFDS folder so tests never touch the user's ~/tensorflow_datasets."""
 
 import os
 
 import jax
 import pytest
 
-from deeplearn_jax import configs, data, metrics
+from deeplearn_jax import cli, configs, data, metrics
 
 jax.config.update("jax_num_cpu_devices", 8)
-jax.config.update("jax_compilation_cache_dir", os.environ.get(
-    "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/deeplearn_jax/xla")))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+cli.setup_jax(gpu_deterministic=True)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")

@@ -17,7 +17,7 @@ from deeplearn_jax import cli, parallel
 from deeplearn_jax.checkpoint import read_checkpoint
 from deeplearn_jax.data import text as text_lib
 from deeplearn_jax.errors import UserError
-from deeplearn_jax.models.transformer import Transformer, model_axis_dim
+from deeplearn_jax.models.transformer import Transformer, causal_attention, model_axis_dim
 from deeplearn_jax.train import language_model
 from experiments import char_lm
 
@@ -63,6 +63,25 @@ def test_causal_mask_hides_the_future():
   a, b = model.apply({"params": params}, x), model.apply({"params": params}, changed)
   np.testing.assert_array_equal(a[:, :t + 1], b[:, :t + 1])
   assert not np.allclose(a[:, t + 1:], b[:, t + 1:])  # the change is seen from t + 1 on
+
+
+def test_attention_with_weight_dropout_is_the_fused_attention_without_it():
+  q, k, v = jax.random.normal(jax.random.PRNGKey(7), (3, 2, 9, 4, 8))
+  np.testing.assert_allclose(causal_attention(q, k, v, lambda w: w),
+                             jax.nn.dot_product_attention(q, k, v, is_causal=True),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_training_dropout_keeps_the_mask_causal():
+  model = _tiny(dropout=0.5)
+  x = jax.random.randint(jax.random.PRNGKey(0), (2, 16), 0, 65)
+  params = model.init(jax.random.PRNGKey(1), x)["params"]
+  apply = lambda tokens: model.apply({"params": params}, tokens, train=True,
+                                     rngs={"dropout": jax.random.PRNGKey(2)})
+  t = 7
+  a, b = apply(x), apply(x.at[:, t + 1:].set((x[:, t + 1:] + 1) % 65))
+  np.testing.assert_array_equal(a[:, :t + 1], b[:, :t + 1])
+  assert not np.allclose(a, model.apply({"params": params}, x))  # dropout is on
 
 
 def test_loss_at_init_is_about_ln_vocab():

@@ -50,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.dtype = "auto"                # auto: bfloat16 compute on GPU/TPU, float32 on CPU
   c.model = ml_collections.ConfigDict(dict(name="transformer", num_layers=4, num_heads=4,
-                                           width=128, dropout=0.0))
+                                           width=128, dropout=0.0, attention="auto"))
   c.optimizer = optimizers.default_config()
   c.optimizer.update(dict(name="adamw", learning_rate=1e-3, b1=0.9, b2=0.99,
                           weight_decay=0.1, grad_clip_norm=1.0, schedule="cosine",
