@@ -483,7 +483,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="the whole run stops within this many seconds")
   p.add_argument("--gpu_deterministic", action="store_true",
                  help="time the parts with XLA's deterministic GPU kernels (--gpu_deterministic "
-                      "of the experiments); the tests always have them")
+                      "of the experiments); the tests turn them on on GPUs")
   p.add_argument("--nanogpt_seconds", type=float, default=0.0,
                  help="the nanogpt part's budget (default 150 s; all 5,000 iterations may "
                       "need more, with --limit_seconds raised to match)")
