@@ -51,9 +51,9 @@ Result (seed 0):
           not yet run on a GPU. Command: benchmarks/accelerator_check.py's nanogpt part.
   lstm / gru / elman (2 layers of 512 / 592 / 1,000 units, 3.3M / 3.3M / 3.1M
           parameters; target val <= 1.60 within an hour): lstm (2,200 iterations,
-          evaluated every 550) on the quiet machine (1.2 s an iteration): val 1.644 at iteration 550 (11.5 min), 1.516 at
-          1,100 (23.4 min into training): met; 1.481 at 1,650 (35.7 min). gru, elman:
-          not run.
+          evaluated every 550) on the quiet machine, 1.2 s an iteration: val 1.644 at
+          iteration 550 (11.5 min), 1.516 at 1,100 (23.4 min into training): met;
+          1.481 at 1,650 (35.7 min). gru, elman: not run.
   Speed against nanoGPT's own loop in PyTorch: benchmarks/char_lm_nanogpt.py (README).
 """
 
