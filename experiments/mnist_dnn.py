@@ -6,8 +6,12 @@ Command:  python -m experiments.mnist_dnn --config=experiments/mnist_dnn.py:VARI
 VARIANT:  plain | l2 | l1 | dropout | dropout_maxnorm   (append ",smoke" for a seconds-long run)
 Net:      784-1024-1024-1024-10 ReLU (2.91M params), batch 100, SGD momentum 0.9 with
           cosine decay, 50 epochs; dropout keeps 80% of inputs and 50% of hidden units.
+          dropout_maxnorm as Srivastava et al.'s appendix: max-norm 3.5, momentum rising
+          from 0.5 to 0.95 over the first 50 epochs, learning rate 0.025 with cosine
+          decay, 200 epochs.
 Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32; the machine
-          also ran the test suite during these runs, so wall times are upper bounds.
+          also ran the test suite during the 50-epoch runs, so their wall times are
+          upper bounds.
 
 Result (real MNIST test set, seed 0), beside Srivastava et al. 2014 (tables 2 and 9,
 nets trained up to 3,000 epochs):
@@ -17,11 +21,18 @@ nets trained up to 3,000 epochs):
   l2 (1e-4)        1.45%    1.62% (L2)                        697 s
   l1 (1e-5)        1.51%    1.60% (L2 + L1)                   628 s
   dropout          1.27%    1.25% (dropout, ReLU)             851 s
-  dropout_maxnorm  1.58%    1.06% (dropout + max-norm)        574 s
+  dropout_maxnorm  1.08%    1.06% (dropout + max-norm)        65 min (64 min training)
 
-Dropout beats the plain net. Max-norm (c = 3.5) slowed training within our 50 epochs
-(final train loss 0.052 against 0.027 for dropout alone; its test error was still
-falling), so it does not yet show the paper's gain at this budget.
+Dropout beats the plain net, and dropout + max-norm beats dropout alone, as in the
+paper, but at 4x the epochs (dropout alone was not rerun for 200). dropout_maxnorm's
+test error along the run: 1.92% at epoch 25, 2.04% at 50 (momentum now 0.95), 1.20%
+at 100, 1.14% at 150, 1.11% at 175, 1.08% at 200 (train loss 0.0098). 15.2 s an
+epoch alone, so about 51 min for the 200; this run's first 25 minutes shared the
+cores with a niced run and 7 more with tests. Why the
+50-epoch max-norm run (1.58%, learning rate 0.1 at momentum 0.9) fell short: too
+short for its noise to anneal. The same 200-epoch recipe at learning rate 0.1 (4x)
+collapsed as momentum reached 0.95: 1.53% at epoch 34, 4.8% at 49, 55% at 79
+(stopped): the step lr / (1 - momentum) had grown to 1.7.
 """
 
 import ml_collections
@@ -54,11 +65,19 @@ def get_config(variant: str = "dropout") -> ml_collections.ConfigDict:
     # Srivastava et al.: keep 80% of inputs and 50% of hidden units.
     c.model.dropout_input, c.model.dropout_hidden = 0.2, 0.5
   if name == "dropout_maxnorm":
+    # Srivastava et al.'s recipe (appendix A and B.1): max-norm lets a larger learning
+    # rate run longer; momentum rises from 0.5 (the early steps are big) to 0.95.
     c.max_norm = 3.5
-    c.optimizer.learning_rate = 0.1
+    c.num_epochs = 200.0
+    c.optimizer.learning_rate = 0.025
+    c.optimizer.momentum_initial, c.optimizer.momentum = 0.5, 0.95
+    c.optimizer.momentum_ramp_epochs = c.num_epochs / 4
   if "smoke" in modifiers:
     configs.make_smoke(c, steps=80)
     c.model.hidden = (64, 64)
+    if name == "dropout_maxnorm":  # 80 steps: a shorter ramp, a larger rate
+      c.optimizer.momentum_ramp_steps = 20
+      c.optimizer.learning_rate = 0.1
   c.lock()
   return c
 

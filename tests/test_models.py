@@ -118,6 +118,28 @@ def test_nesterov_looks_ahead_where_momentum_does_not():
   assert run("nesterov", 2) == pytest.approx(0.5751)
 
 
+def test_momentum_rises_over_its_ramp_then_holds():
+  """Heavy-ball velocity v <- mu_t v + g under a constant gradient, with mu_t rising
+  linearly from 0.5 to 0.9 over 4 steps (the dropout paper's ramp, shortened), inside jit."""
+  cfg = optimizers.default_config()
+  cfg.learning_rate, cfg.momentum_initial, cfg.momentum, cfg.momentum_ramp_steps = 1.0, 0.5, 0.9, 4
+  tx, _ = optimizers.create(cfg, steps_per_epoch=10, total_steps=100)
+  w = {"w": jnp.zeros(())}
+  state = tx.init(w)
+  update = jax.jit(lambda s: tx.update({"w": jnp.ones(())}, s, w))
+  velocity, steps = 0.0, []
+  for t in range(7):
+    updates, state = update(state)
+    velocity = (0.5 + 0.1 * min(t, 4)) * velocity + 1.0
+    steps.append((float(-updates["w"]), velocity))
+  for got, want in steps:
+    assert got == pytest.approx(want, rel=1e-6)
+  cfg.momentum_initial = -1.0  # off: constant momentum, as before
+  tx, _ = optimizers.create(cfg, steps_per_epoch=10, total_steps=100)
+  updates, state = tx.update({"w": jnp.ones(())}, tx.update({"w": jnp.ones(())}, tx.init(w))[1])
+  assert float(-updates["w"]) == pytest.approx(1.9)
+
+
 def test_schedules_warmup_then_decay():
   cfg = optimizers.default_config()
   cfg.learning_rate, cfg.warmup_steps = 1.0, 10

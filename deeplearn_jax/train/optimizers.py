@@ -41,6 +41,16 @@ def schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
 
 
+def momentum(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> float | optax.Schedule:
+  """The momentum by step: `momentum` throughout, or a linear rise from
+  `momentum_initial` over the ramp (Srivastava et al. 2014 raise it from 0.5 to 0.99,
+  so that the early, large steps of a max-norm net do not compound)."""
+  ramp = steps_from(cfg, "momentum_ramp", steps_per_epoch)
+  if cfg.momentum_initial < 0 or ramp <= 0:
+    return cfg.momentum
+  return optax.linear_schedule(cfg.momentum_initial, cfg.momentum, ramp)
+
+
 def create(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
            total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """(optax transformation, learning-rate schedule) from config.optimizer."""
@@ -49,7 +59,10 @@ def create(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
   if name == "sgd":
     opt = optax.sgd(lr)
   elif name in ("momentum", "nesterov"):
-    opt = optax.sgd(lr, momentum=cfg.momentum, nesterov=name == "nesterov")
+    mu = momentum(cfg, steps_per_epoch)
+    # A scheduled momentum lives in the optimizer state, where optax injects it.
+    sgd = optax.inject_hyperparams(optax.sgd, static_args="nesterov") if callable(mu) else optax.sgd
+    opt = sgd(lr, momentum=mu, nesterov=name == "nesterov")
   elif name == "rmsprop":
     # `centered` (Graves 2013, the Nature DQN's) only where a config adds the key.
     opt = optax.rmsprop(lr, decay=cfg.rms_decay, eps=cfg.eps, momentum=cfg.momentum or None,
@@ -84,6 +97,8 @@ def default_config() -> ml_collections.ConfigDict:
       name="momentum",            # sgd | momentum | nesterov | rmsprop | adam | adamw
       learning_rate=0.1,          # peak learning rate
       momentum=0.9,               # momentum/nesterov, and rmsprop's momentum (0 = none)
+      momentum_initial=-1.0,      # momentum/nesterov, >= 0: momentum rises linearly from
+      momentum_ramp_steps=-1, momentum_ramp_epochs=0.0,  # this to `momentum` over the ramp
       b1=0.9, b2=0.999, eps=1e-8,  # adam/adamw (eps also for rmsprop)
       rms_decay=0.9,              # rmsprop's moving-average decay
       weight_decay=0.0,           # adamw: decoupled; others: added to the gradient
