@@ -31,21 +31,27 @@ flags.DEFINE_integer("process_id", None, "this process's index in a multi-proces
 flags.DEFINE_integer("distributed_timeout", 300, "seconds to wait for all processes to join")
 flags.DEFINE_integer("heartbeat_timeout", 100, "seconds after which the other processes of a "
                      "multi-process run stop when one has died")
+flags.DEFINE_integer("cpu_devices", 0, "split the CPU into this many JAX devices (0: one), "
+                     "so that a mesh axis runs its parts on as many cores at once (the "
+                     "seeds of experiments.dqn)")
 flags.DEFINE_bool("gpu_deterministic", False, "XLA's deterministic GPU kernels, so that a "
                   "resumed run on a GPU is bit-identical to an uninterrupted one (may be slower)")
 
 TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
 
 
-def setup_jax(gpu_deterministic: bool = False) -> None:
-  """Persistent compilation cache: a second run of the same config skips compiling; and
-  XLA's deterministic GPU kernels if asked (before JAX's first computation)."""
+def setup_jax(gpu_deterministic: bool = False, cpu_devices: int = 0) -> None:
+  """Persistent compilation cache: a second run of the same config skips compiling;
+  XLA's deterministic GPU kernels and `cpu_devices` CPU devices if asked (both before
+  JAX's first computation)."""
   cache = os.environ.get("JAX_COMPILATION_CACHE_DIR",
                          os.path.join(os.path.expanduser("~"), ".cache", "deeplearn_jax", "xla"))
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   if gpu_deterministic:
     determinism.enable()
+  if cpu_devices > 0:
+    jax.config.update("jax_num_cpu_devices", cpu_devices)
 
 
 PEER_LOST_EXIT = 70  # EX_SOFTWARE: this process was ended because the run broke elsewhere
@@ -99,7 +105,7 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
       fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
     if (FLAGS.num_processes or 1) > 1 and _CHILD not in os.environ:
       sys.exit(supervise(FLAGS.num_processes, FLAGS.process_id))
-    setup_jax(FLAGS.gpu_deterministic)
+    setup_jax(FLAGS.gpu_deterministic, FLAGS.cpu_devices)
     # absl's app.run raises the root logger to INFO, which shows every library's chatter
     # (JAX's "Unable to initialize backend 'tpu'" on a CPU, Orbax's every save step):
     # only this package's own module loggers speak at INFO.

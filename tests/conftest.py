@@ -9,8 +9,7 @@ import pytest
 
 from deeplearn_jax import cli, configs, data, metrics
 
-jax.config.update("jax_num_cpu_devices", 8)
-cli.setup_jax(gpu_deterministic=True)
+cli.setup_jax(gpu_deterministic=True, cpu_devices=8)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")

@@ -1,5 +1,5 @@
 """DQN (experiments/dqn.py, deeplearn_jax/rl): the compiled agent learns CartPole in a
-small budget, vmapped seeds equal single-seed runs bit for bit, a run killed after a
+small budget, vmapped seeds split over two devices equal single-seed runs, a run killed after a
 checkpoint resumes exactly (replay memory and environments included), the replay
 memory's frame stacks equal the environment's, the Nature Atari wrappers on hand-made
 frames and against ale-py itself, and bad input refused with one line."""
@@ -46,13 +46,14 @@ def _leaves_equal(a, b):
 
 
 def test_vmapped_seeds_equal_single_seed_runs(tmp_path):
-  """1,000 agent steps, 125 updates: seed 1 of a 2-seed run against a run of seed 1
-  alone. Environments, replay memory and keys agree bit for bit; the networks to float
+  """1,000 agent steps, 125 updates: seed 1 of a 2-seed run, the seeds split over two
+  of the test session's CPU devices, against a run of seed 1 alone. Environments, replay memory and keys agree bit for bit; the networks to float
   rounding: XLA's CPU backend sums a batched matmul (2 seeds) in another order than the
   plain one (1 seed), a difference of ~1e-7 per update."""
   short = dict(num_train_steps=1000, **{"dqn.replay_start": 500})
   both = dqn.run(_config(**short), str(tmp_path / "two")).state
   one = dqn.run(_config(num_seeds=1, seed=1, **short), str(tmp_path / "one")).state
+  assert len(jax.tree.leaves(both.params)[0].sharding.device_set) == 2
   second = dqn.seed_slice(both, 1)
   for field in ("replay", "env_state", "obs", "rng", "last_return"):
     assert _leaves_equal(getattr(one, field), getattr(second, field)), field
@@ -211,6 +212,7 @@ def test_the_nature_pipeline_matches_ale_py_frame_by_frame():
     ({"env.name": "Pong-v9"}, "unknown environment 'Pong-v9'"),
     ({"env.name": "atari:brekout"}, "unknown Atari game 'brekout'"),
     ({"dqn.replay_capacity": 40}, "smaller than a batch"),
+    ({"mesh.data": 3}, "must divide config.num_seeds=2"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, overrides, message):
   with pytest.raises(UserError, match=message):

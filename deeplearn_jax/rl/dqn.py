@@ -12,7 +12,9 @@ driver (train/loop.py), which owns checkpoints, metrics, preemption and results.
 Seeds: `num_seeds` independent agents (seeds seed, seed+1, ...) are one vmapped state.
 The step counter and everything that hangs on it (epsilon, when to learn, when to copy
 the target) are shared and unbatched, so the conditionals stay real branches under
-vmap and an update costs nothing on the steps without one.
+vmap and an update costs nothing on the steps without one. The seeds are split over
+the mesh's 'data' axis (`seed_mesh`): on a CPU split into devices (`--cpu_devices`) or
+on several accelerators, each part of the seeds runs on its own core or chip.
 
 Counting: `num_train_steps`, `dqn.replay_start`, `dqn.train_every`, `dqn.target_every`,
 `dqn.epsilon_steps` and `dqn.replay_capacity` count agent steps (transitions) of one
@@ -27,6 +29,7 @@ An episode's time limit ends it as a terminal state (no bootstrap), as in pureja
 import dataclasses
 import functools
 import logging
+import math
 import os
 from typing import Any
 
@@ -36,6 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from deeplearn_jax import configs, metrics, models, parallel, pictures, run_folder
 from deeplearn_jax.errors import UserError
@@ -51,7 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
   (see experiments/dqn.py for the variants and what was measured)."""
   c = configs.base()
   c.env = ml_collections.ConfigDict(dict(name="CartPole-v1"))
-  c.num_seeds = 8                 # independent agents in one vmapped run
+  c.num_seeds = 8                 # independent agents in one vmapped run, split over
+                                  # mesh.data devices (-1: as many as divide num_seeds)
   c.num_envs = 8                  # environments per agent, stepped together
   c.num_train_steps = 300_000     # agent steps per seed (all its environments)
   c.steps_per_call = 500          # loop steps (of num_envs agent steps) per compiled call
@@ -123,6 +128,28 @@ def seed_slice(state: AgentState, i: int) -> AgentState:
   return state.replace(replay=mem, **{f.name: jax.tree.map(one, getattr(state, f.name))
                                       for f in dataclasses.fields(state)
                                       if f.name not in shared})
+
+
+def seed_mesh(config: ml_collections.ConfigDict):
+  """The mesh whose 'data' axis splits the seeds: `mesh.data` devices, or with -1 the
+  most devices that divide num_seeds."""
+  n = config.mesh.data
+  if n == -1:
+    n = math.gcd(config.num_seeds, jax.device_count())
+  if n < 1 or config.num_seeds % n:
+    raise UserError(f"config.mesh.data={config.mesh.data} must divide config.num_seeds="
+                    f"{config.num_seeds} (or be -1)")
+  return parallel.make_mesh(ml_collections.ConfigDict(dict(data=n, fsdp=1, model=1)))
+
+
+def seed_shardings(abstract: AgentState, mesh) -> AgentState:
+  """Every seed's leaves on its part of the 'data' axis (the seed axis is the first, the
+  replay memory's the second); the shared counters replicated."""
+  split = lambda axis: NamedSharding(mesh, P(*[None] * axis, "data"))
+  whole = NamedSharding(mesh, P())
+  mem = jax.tree.map(lambda _: split(1), abstract.replay).replace(pos=whole, size=whole)
+  return jax.tree.map(lambda _: split(0), abstract).replace(
+      step=whole, bad_step=whole, skipped=whole, lr_scale=whole, replay=mem)
 
 
 def _due(n, every: int, stride: int):
@@ -371,6 +398,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> loop.Outcome:
   env_steps_per_second (agent steps of all seeds per second), train_seconds."""
   env = envs.make(config.env.name, seed=config.seed)
   model, tx, init, step, evaluate = build(config, env)
+  mesh = seed_mesh(config)
   e, skip = config.num_envs, config.dqn.frame_skip
   total = config.num_train_steps // e
   frames = lambda loop_step: (loop_step + 1) * e * skip
@@ -392,8 +420,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> loop.Outcome:
       after=lambda state, res: plot_returns(workdir, title),
       progress={"return": "episode_return", "eps": "epsilon"},
       examples_per_step=e * config.num_seeds, steps_per_call=config.steps_per_call,
-      init_error=f"the network cannot read {config.env.name} observations {env.obs_shape}")
-  mesh = parallel.make_mesh(ml_collections.ConfigDict(dict(data=1, fsdp=1, model=1)))
+      init_error=f"the network cannot read {config.env.name} observations {env.obs_shape}",
+      shardings=seed_shardings)
   outcome = loop.run(config, workdir, trainer, mesh=mesh, steps_per_epoch=total,
                      total_steps=total)
   res = dict(outcome.results)

@@ -56,6 +56,8 @@ class Trainer:
   init_error: str = "the state cannot be built"  # prefix of the UserError for a bad init
   model_axis_dim: Callable | None = None      # (path, shape) -> dim split over a 'model'
                                               # mesh axis (parallel.param_sharding)
+  shardings: Callable | None = None           # (abstract state, mesh) -> its shardings
+                                              # (default: parallel.param_sharding)
 
 
 @dataclasses.dataclass
@@ -72,13 +74,17 @@ def due(step: int, every: int, stride: int = 1) -> bool:
 
 
 def shapes(init: Callable[[], Any], mesh, init_error: str,
-           model_axis_dim: Callable | None = None) -> tuple[Any, Any]:
-  """(abstract state, shardings) of init's state, without allocating. A state that
-  cannot be built (a model that does not fit its inputs) is a UserError."""
+           model_axis_dim: Callable | None = None,
+           shardings: Callable | None = None) -> tuple[Any, Any]:
+  """(abstract state, shardings) of init's state, without allocating: `shardings`'s
+  (a Trainer's), else parallel.param_sharding's. A state that cannot be built (a model
+  that does not fit its inputs) is a UserError."""
   try:
     abstract = jax.eval_shape(init)
   except (ValueError, TypeError) as e:
     raise UserError(f"{init_error}: {str(e).splitlines()[0]}") from e
+  if shardings is not None:
+    return abstract, shardings(abstract, mesh)
   return abstract, parallel.param_sharding(abstract, mesh, model_axis_dim)
 
 
@@ -87,7 +93,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
   """Trains `trainer` in workdir from its newest checkpoint (or from init) to
   total_steps, then saves, tests and writes results.json. Every input must have been
   checked before: this is where the run folder is first written."""
-  abstract, shardings = shapes(trainer.init, mesh, trainer.init_error, trainer.model_axis_dim)
+  abstract, shardings = shapes(trainer.init, mesh, trainer.init_error,
+                               trainer.model_axis_dim, trainer.shardings)
   target = abstract_like(abstract, shardings)
   stride = trainer.steps_per_call
   if total_steps % stride:
