@@ -7,27 +7,23 @@ Nets:     hierarchical (default): a lower LSTM reads the 28 pixels of each row (
           step), its last output summarises the row, and an upper LSTM reads the 28 row
           summaries; a linear head on the upper LSTM's last output (models/rnn.py
           `hierarchical_rnn`; the LSTMs use the hand-written backward of lstm_scan.py).
-          32 lower and 128 upper units, 88,074 params. lstm_rows: one LSTM of 128 units
+          64 lower and 128 upper units, 117,002 params. lstm_rows: one LSTM of 128 units
           reads the image row by row (28 steps of 28 pixels).
 Training: the supervised trainer on the loop driver; Adam 2e-3, cosine to 0, warm-up
-          0.2 epoch, gradient clipping at 1, batch 128, 2 epochs.
-Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32, shared with
-          many other jobs (load average 18-23): every wall time is an upper bound.
+          0.2 epoch, gradient clipping at 1, batch 128; 5 epochs (lstm_rows 2).
+Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32. The
+          hierarchical run on the quiet machine; the lstm_rows run and the earlier
+          hierarchical one shared it with many other jobs (load average 18-23).
 
 Published: Keras's mnist_hierarchical_rnn example (128-unit LSTMs at both levels,
 RMSprop, 5 epochs): 98.64% test accuracy; target here >= 98.6% within 5 epochs.
 Results (seed 0, the 10,000 MNIST test digits):
-  hierarchical: 97.69% after 2 epochs (95.70% after the first); 2,586 s wall (2,264 s
-          training, 55 examples/s), load average 18-23. Target missed: the run is
-          smaller than Keras's (32 lower units, not 128) and shorter (2 epochs, not 5).
-          The lower LSTM runs 28 x as many sequences as the upper one (3,584 rows of 28
-          pixels a batch); at 128 lower units a step took 10 s under this load, 80 min an
-          epoch, so the Keras shape was not trainable here in the time.
+  hierarchical: 98.86% after 5 epochs: target met (96.16, 97.78, 98.01, 98.73% after
+          epochs 1-4; final train loss 0.023); 17.4 min wall (998 s training, 312
+          examples/s), quiet machine. Earlier, at 32 lower units and 2 epochs under
+          load: 97.69%. Keras's 128 lower units: not run.
   lstm_rows (:lstm_rows): 97.85% after 2 epochs (96.61% after the first); 708 s wall
           (446 s training, 297 examples/s), load average 18-19.
-The two nets end within 0.2% of each other (one seed each: not a measured difference);
-the row LSTM cost a fifth of the time. Not run: the Keras shape (128 + 128 units,
-RMSprop), 5 epochs, several seeds.
 """
 
 import ml_collections
@@ -46,16 +42,17 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if name == "hierarchical":
     # A lower LSTM reads the 28 pixels of each row; an upper one reads the 28 row
     # summaries. Keras's mnist_hierarchical_rnn has 128 units at both levels; the
-    # lower LSTM runs 28 x the sequences of the upper one, and at 128 units it took
-    # 10 s a step of 128 on the loaded 2-core CPU (80 min an epoch): 32 lower units.
+    # lower LSTM runs 28 x the sequences of the upper one: 64 lower units here, 5
+    # epochs in 17 min on the quiet 2 cores.
     c.model = ml_collections.ConfigDict(dict(name="hierarchical_rnn", cell="lstm",
-                                             hidden=32, upper_hidden=128, unroll=2))
+                                             hidden=64, upper_hidden=128, unroll=2))
   else:
     # One LSTM reads the image row by row: 28 steps of 28 pixels.
     c.model = ml_collections.ConfigDict(dict(name="rnn", cell="lstm", hidden=128,
                                              readout="last", unroll=4))
   c.batch_size = 128
-  c.num_epochs = 2.0  # what this shared CPU allowed; Keras's example trains 5
+  c.num_epochs = 5.0 if name == "hierarchical" else 2.0  # Keras's example trains 5
+  c.eval_every_epochs = 1.0
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 2e-3
   c.optimizer.schedule = "cosine"
