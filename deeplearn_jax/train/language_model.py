@@ -12,6 +12,7 @@ one that maps tokens [batch, time] to logits [batch, time, vocab]: the Transform
 Results: val_loss (nats per token over the whole validation split), val_bits_per_char,
 best_val_loss (over every evaluation), final_train_loss, tokens_per_second."""
 
+import functools
 import json
 import math
 import os
@@ -223,7 +224,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, text) -> loop.Outcome:
       log_extras=lambda s: {"learning_rate": float(lr(s))}, progress={"loss": "loss"},
       examples_per_step=config.batch_size * config.context,
       init_error=f"config.model cannot read windows of {config.context} tokens",
-      model_axis_dim=model_axis_dim if config.model.name == "transformer" else None)
+      # The Transformer's own rule splits its blocks over a 'model' mesh axis.
+      shardings=functools.partial(parallel.param_sharding, model_axis_dim=model_axis_dim)
+      if config.model.name == "transformer" else parallel.param_sharding)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
   out = loop.run(config, workdir, trainer, mesh=mesh, steps_per_epoch=steps,

@@ -54,10 +54,8 @@ class Trainer:
   steps_per_call: int = 1                     # a chunk: one call does this many steps,
                                               # its metrics stacked along a leading axis
   init_error: str = "the state cannot be built"  # prefix of the UserError for a bad init
-  model_axis_dim: Callable | None = None      # (path, shape) -> dim split over a 'model'
-                                              # mesh axis (parallel.param_sharding)
-  shardings: Callable | None = None           # (abstract state, mesh) -> its shardings
-                                              # (default: parallel.param_sharding)
+  shardings: Callable = parallel.param_sharding  # (abstract state, mesh) -> its shardings
+                                              # (default: replicated, or split on fsdp)
 
 
 @dataclasses.dataclass
@@ -74,18 +72,14 @@ def due(step: int, every: int, stride: int = 1) -> bool:
 
 
 def shapes(init: Callable[[], Any], mesh, init_error: str,
-           model_axis_dim: Callable | None = None,
-           shardings: Callable | None = None) -> tuple[Any, Any]:
-  """(abstract state, shardings) of init's state, without allocating: `shardings`'s
-  (a Trainer's), else parallel.param_sharding's. A state that cannot be built (a model
-  that does not fit its inputs) is a UserError."""
+           shardings: Callable = parallel.param_sharding) -> tuple[Any, Any]:
+  """(abstract state, its shardings) of init's state, without allocating. A state that
+  cannot be built (a model that does not fit its inputs) is a UserError."""
   try:
     abstract = jax.eval_shape(init)
   except (ValueError, TypeError) as e:
     raise UserError(f"{init_error}: {str(e).splitlines()[0]}") from e
-  if shardings is not None:
-    return abstract, shardings(abstract, mesh)
-  return abstract, parallel.param_sharding(abstract, mesh, model_axis_dim)
+  return abstract, shardings(abstract, mesh)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, mesh,
@@ -93,8 +87,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
   """Trains `trainer` in workdir from its newest checkpoint (or from init) to
   total_steps, then saves, tests and writes results.json. Every input must have been
   checked before: this is where the run folder is first written."""
-  abstract, shardings = shapes(trainer.init, mesh, trainer.init_error,
-                               trainer.model_axis_dim, trainer.shardings)
+  abstract, shardings = shapes(trainer.init, mesh, trainer.init_error, trainer.shardings)
   target = abstract_like(abstract, shardings)
   stride = trainer.steps_per_call
   if total_steps % stride:
