@@ -23,11 +23,11 @@ Result:   our runs only:
             37,400 agent steps/s; 85.2 s with a cold compile cache) against 111.5 s
             (97.4 s training) for one device in the same sitting, still over 60 s;
             returns 500 on six seeds, 481.7 and 482.7 on the others (the split sums
-            the seeds' batched matmuls in another order). The recipe is CleanRL's and purejaxrl's
-            (rl/dqn.py's base_config) with the squared TD error: with the Huber loss's
-            delta of 1, Q rose into the millions and every seed's policy fell to a
-            return of 9 (the earlier defaults, Adam 1e-3 or 2.3e-3 with Huber, peaked
-            near 190 and declined). Double DQN: 497 (worst 479) at 300k.
+            the seeds' batched matmuls in another order). The recipe is CleanRL's and
+            purejaxrl's (rl/dqn.py's base_config) with the squared TD error: with the
+            Huber loss's delta of 1, Q rose into the millions and every seed's policy
+            fell to a return of 9 (the earlier defaults, Adam 1e-3 or 2.3e-3 with
+            Huber, peaked near 190 and declined). Double DQN: 497 (worst 479) at 300k.
           - minatar_breakout: the target (>= 10 within 30 min) missed: the 30 minutes
             held 20,000 frames (14.7 agent steps/s niced at load ~20, ~9 min of it
             compiling); stopped by SIGTERM (exit 75), evaluated from the checkpoint with

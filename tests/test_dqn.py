@@ -1,8 +1,8 @@
 """DQN (experiments/dqn.py, deeplearn_jax/rl): the compiled agent learns CartPole in a
-small budget, vmapped seeds split over two devices equal single-seed runs, a run killed after a
-checkpoint resumes exactly (replay memory and environments included), the replay
-memory's frame stacks equal the environment's, the Nature Atari wrappers on hand-made
-frames and against ale-py itself, and bad input refused with one line."""
+small budget, vmapped seeds split over two devices equal single-seed runs, a run killed
+after a checkpoint resumes exactly (replay memory and environments included), the
+replay memory's frame stacks equal the environment's, the Nature Atari wrappers on
+hand-made frames and against ale-py itself, and bad input refused with one line."""
 
 import jax
 import numpy as np
@@ -47,9 +47,10 @@ def _leaves_equal(a, b):
 
 def test_vmapped_seeds_equal_single_seed_runs(tmp_path):
   """1,000 agent steps, 125 updates: seed 1 of a 2-seed run, the seeds split over two
-  of the test session's CPU devices, against a run of seed 1 alone. Environments, replay memory and keys agree bit for bit; the networks to float
-  rounding: XLA's CPU backend sums a batched matmul (2 seeds) in another order than the
-  plain one (1 seed), a difference of ~1e-7 per update."""
+  of the test session's CPU devices, against a run of seed 1 alone. Environments,
+  replay memory and keys agree bit for bit; the networks to float rounding: XLA's CPU
+  backend sums a batched matmul (2 seeds) in another order than the plain one (1 seed),
+  a difference of ~1e-7 per update."""
   short = dict(num_train_steps=1000, **{"dqn.replay_start": 500})
   both = dqn.run(_config(**short), str(tmp_path / "two")).state
   one = dqn.run(_config(num_seeds=1, seed=1, **short), str(tmp_path / "one")).state
