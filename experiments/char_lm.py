@@ -42,13 +42,13 @@ Result (seed 0):
           same curve bit for bit, 318 s for the process (116 ms an iteration); our
           PyTorch rewrite of nanoGPT's recipe gets 1.910 on the same whole-split metric.
   transformer (nanoGPT's GPU run, 10,745,088 parameters; published val 1.4697 on an
-          A100, its best checkpoint): on one NVIDIA H200 (jax 0.11.2, bf16), before the
-          attention weights had dropout: 5,000 iterations in 37 s after compiling (2.22M
-          tokens/s, cuDNN attention); validation over the whole split best 1.498 at
-          iteration 1,500 (every 250 evaluated), then rising to 2.083 at 5,000 with the
-          training loss at 0.62: overfit, target (<= 1.49) missed. 1.475 with the
-          schedule cut to 1,500 iterations. Now with nanoGPT's attention-weight dropout:
-          not yet run on a GPU. Command: benchmarks/accelerator_check.py's nanogpt part.
+          A100, its best checkpoint): on one NVIDIA H200 (jax 0.11.2, bf16, 2026-11-26)
+          with --gpu_deterministic: validation over the whole split, every 250
+          iterations, best 1.4597 at iteration 2,000 (target <= 1.49 met), 1.689 at
+          5,000 (train 0.82): it overfits after 2,000. 80 s of training (1.29M
+          tokens/s), 101 s the process. Without --gpu_deterministic: best 1.4601,
+          61.5 s (1.94M tokens/s). Before nanoGPT's attention-weight dropout was added:
+          best 1.498, final 2.083.
   lstm / gru / elman (2 layers of 512 / 592 / 1,000 units, 3.3M / 3.3M / 3.1M
           parameters; target val <= 1.60 within an hour): lstm (2,200 iterations,
           evaluated every 550) on the quiet machine, 1.2 s an iteration: val 1.644 at
