@@ -176,13 +176,15 @@ def torch_peer(args) -> dict:
           "num_params": sum(p.numel() for p in params), "torch_threads": torch.get_num_threads()}
 
 
-def ours(args, workdir: str) -> dict:
+def ours(args, workdir: str, xla_flags: str = "") -> dict:
+  """Our experiment as a user runs it, in a subprocess; xla_flags replace XLA_FLAGS."""
+  env = {**os.environ, "XLA_FLAGS": xla_flags} if xla_flags else None
   cmd = [sys.executable, "-m", "experiments.char_lm",
          "--config=experiments/char_lm.py:transformer_cpu",
          f"--config.data.manual_dir={os.path.abspath(args.data_dir)}",
          f"--config.num_train_steps={args.iters}", f"--config.eval_every_steps={args.eval_every}",
          "--config.progress=False", f"--workdir={workdir}"]
-  subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+  subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, env=env)
   with open(os.path.join(workdir, "results.json")) as f:
     res = json.load(f)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -214,6 +216,9 @@ def main():
   p.add_argument("--rounds", type=int, default=1)
   p.add_argument("--torch_threads", default="0",
                  help="comma-separated: one PyTorch runner per thread count (0: its default)")
+  p.add_argument("--ours_xla_flags", default="",
+                 help="also run ours with these XLA_FLAGS (runner 'ours_xla_flags'), e.g. "
+                      "--xla_cpu_experimental_ynn_fusion_type=dot")
   p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "char_lm_nanogpt.json"))
   p.add_argument("--peer", default="", help=argparse.SUPPRESS)  # internal: run torch, write here
   args = p.parse_args()
@@ -235,11 +240,15 @@ def main():
         return json.load(f)
 
   runs = []
-  names = [f"pytorch_threads{n or 'default'}" for n in threads] + ["ours"]
+  ours_runs = ["ours"] + (["ours_xla_flags"] if args.ours_xla_flags else [])
+  names = [f"pytorch_threads{n or 'default'}" for n in threads] + ours_runs
   with tempfile.TemporaryDirectory() as tmp:
     for r in range(args.rounds):
       order = [(f"pytorch_threads{n or 'default'}", lambda n=n: pytorch(n)) for n in threads]
       order.append(("ours", lambda: ours(args, os.path.join(tmp, f"r{r}"))))
+      if args.ours_xla_flags:
+        order.append(("ours_xla_flags", lambda: ours(args, os.path.join(tmp, f"x{r}"),
+                                                     args.ours_xla_flags)))
       for name, fn in (order if r % 2 == 0 else order[::-1]):
         out = timed(fn)
         runs.append({"runner": name, "round": r, **out})
@@ -256,9 +265,12 @@ def main():
                      "median_seconds_to_target": (float(np.median(
                          [x["seconds_to_target"] for x in mine]))
                          if all(x["seconds_to_target"] for x in mine) else None)}
-  summary["speedup_per_iter"] = {n: summary[n]["median_ms_per_iter"]
-                                 / summary["ours"]["median_ms_per_iter"] for n in names[:-1]}
+  peers = names[:-len(ours_runs)]
+  summary["speedup_per_iter"] = {f"{o}_vs_{n}": summary[n]["median_ms_per_iter"]
+                                 / summary[o]["median_ms_per_iter"]
+                                 for o in ours_runs for n in peers}
   result = {"config": CONFIG, "iters": args.iters, "eval_every": args.eval_every,
+            "ours_xla_flags": args.ours_xla_flags,
             "target": args.target, "cpu": cpu_model(), "cores": os.cpu_count(),
             "python": platform.python_version(), "torch": torch.__version__,
             "jax": __import__("jax").__version__, "runs": runs, "summary": summary}
