@@ -1,7 +1,7 @@
 """The command line shared by every experiment: flags, multi-host start-up, clean errors.
 
     python -m experiments.NAME [--config=experiments/NAME.py[:variant]] \\
-        [--config.key=value ...] [--workdir=DIR] \\
+        [--config.key=value ...] [--workdir=DIR] [--seeds=N] \\
         [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
 """
 
@@ -21,6 +21,7 @@ from ml_collections import config_flags
 
 from deeplearn_jax import determinism, parallel, run_folder
 from deeplearn_jax.errors import Preempted, TrainingDiverged, UserError
+from deeplearn_jax.train import sweep
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "run folder; default: a new folder under ./runs/. "
@@ -34,6 +35,9 @@ flags.DEFINE_integer("heartbeat_timeout", 100, "seconds after which the other pr
 flags.DEFINE_integer("cpu_devices", 0, "split the CPU into this many JAX devices (0: one), "
                      "so that a mesh axis runs its parts on as many cores at once (the "
                      "seeds of experiments.dqn)")
+flags.DEFINE_integer("seeds", 1, "run the whole experiment this many times, seeds "
+                     "config.seed, config.seed + 1, ..., each in WORKDIR/seed<k>; "
+                     "results.json gives every run and the spread of their figures")
 flags.DEFINE_bool("gpu_deterministic", False, "XLA's deterministic GPU kernels, so that a "
                   "resumed run on a GPU is bit-identical to an uninterrupted one (may be slower)")
 
@@ -117,7 +121,8 @@ def run(config_file: str, name: str, train_fn: TrainFn) -> None:
                           FLAGS.distributed_timeout, FLAGS.heartbeat_timeout)
       config = _loaded(FLAGS.config, sys.argv)
       workdir = FLAGS.workdir or run_folder.default(name)
-      results = train_fn(config, workdir)
+      results = (sweep.over_seeds(config, workdir, train_fn, FLAGS.seeds)
+                 if FLAGS.seeds != 1 else train_fn(config, workdir))
     except (UserError, TrainingDiverged, Preempted) as e:
       fail(str(e), e.exit_code)
     if jax.process_index() == 0:

@@ -11,7 +11,7 @@ import pytest
 from deeplearn_jax import data, metrics, models
 from deeplearn_jax.checkpoint import read_checkpoint, saved_steps
 from deeplearn_jax.errors import TrainingDiverged, UserError, WorkdirError
-from deeplearn_jax.train import inputs, losses, optimizers, supervised
+from deeplearn_jax.train import inputs, losses, optimizers, supervised, sweep
 from deeplearn_jax.train.state import make_init
 from deeplearn_jax.train.steps import make_train_step
 from conftest import patch_batches, smoke_config, train_losses
@@ -38,6 +38,28 @@ def test_lenet_smoke_learns_and_writes_the_run_folder(tmp_path):
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
   assert (tmp_path / "curves.png").stat().st_size > 1000
   assert saved_steps(str(tmp_path / "checkpoints")) == [20, 40, 60]
+
+
+def test_seeds_run_the_whole_experiment_per_seed_and_give_the_spread(tmp_path):
+  """--seeds=N: seeds seed..seed+N-1, each a full run in its own folder, the spread of
+  their figures; rerun, the finished runs are only re-read."""
+  config = _smoke(seed=5, num_train_steps=30)
+  out = sweep.over_seeds(config, str(tmp_path), lenet.train_and_evaluate, 3)
+  assert list(out["runs"]) == ["seed5", "seed6", "seed7"]
+  for name in out["runs"]:
+    assert json.loads((tmp_path / name / "config.json").read_text())["seed"] == int(name[4:])
+  losses = [r["final_train_loss"] for r in out["runs"].values()]
+  assert len(set(losses)) == 3  # different inits and batch orders
+  spread = out["spread"]["final_train_loss"]
+  assert spread["n"] == 3 and spread["mean"] == pytest.approx(np.mean(losses))
+  assert spread["std"] == pytest.approx(np.std(losses, ddof=1))
+  assert (spread["min"], spread["max"]) == (min(losses), max(losses))
+  on_disk = json.loads((tmp_path / "results.json").read_text())
+  assert on_disk["spread"]["final_train_loss"] == pytest.approx(spread)
+  again = sweep.over_seeds(config, str(tmp_path), lenet.train_and_evaluate, 3)
+  assert again["spread"]["final_train_loss"] == pytest.approx(spread)
+  with pytest.raises(UserError, match="--seeds must be >= 1"):
+    sweep.over_seeds(config, str(tmp_path / "none"), lenet.train_and_evaluate, 0)
 
 
 @pytest.mark.accelerator

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from deeplearn_jax import data, run_folder
+from deeplearn_jax.errors import UserError
 
 TrainFn = Callable[[ml_collections.ConfigDict, str, data.Dataset | None], dict[str, Any]]
 
@@ -38,6 +39,27 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if jax.process_index() == 0:
     if plot:
       plot(workdir, runs)
+    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
+  return results
+
+
+def over_seeds(config: ml_collections.ConfigDict, workdir: str,
+               train: Callable[[ml_collections.ConfigDict, str], dict[str, Any]],
+               count: int) -> dict[str, Any]:
+  """A whole experiment (`train(config, workdir)`, as the command line runs it) once per
+  seed, config.seed .. config.seed + count - 1, each in workdir/seed<k> and each
+  resumable; results.json: {"runs": {name: figures}, "spread": the mean, std, min and
+  max of every number the runs report at their top level}."""
+  if count < 1:
+    raise UserError(f"--seeds must be >= 1, got {count}")
+  run_folder.start(workdir, config)
+  runs = {name: train(child, os.path.join(workdir, name))
+          for name, child in seeds(config, count).items()}
+  first = next(iter(runs.values()))
+  numbers = tuple(k for k, v in first.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool))
+  results = {"runs": runs, "spread": spread(runs, numbers)}
+  if jax.process_index() == 0:
     run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
   return results
 
