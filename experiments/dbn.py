@@ -42,10 +42,13 @@ quiet machine except where said, fine-tuning from the stack of the 50-epoch run)
                                                                      warmup_epochs=2)
   ... dropout 0.2 on the inputs, 0.5 on the hidden units,    1.43%  (--config.model.
       50 epochs (Srivastava et al. 2014's DBN fine-tuning)           dropout_input=0.2 ...)
-The last two ran side by side. None is below 1.38%, and 1.38-1.43% is the spread that
-one seed on two CPUs already showed (1.40% / 1.43%). Left untried: the published
-fine-tuning itself, conjugate gradients on batches of 1,000 for 200 epochs with only
-the top layer trained for the first 6, and the up-down algorithm of the 1.25%.
+  ... the new top layer alone for 6 epochs (2.43% then),   1.53%  (H&S's order; by hand:
+      then the whole net for 30                                      optimizer.frozen, then
+                                                                     init_from its params)
+The warm-up and dropout runs ran side by side. None is below 1.38%, and 1.38-1.43% is
+the spread that one seed on two CPUs already showed (1.40% / 1.43%). Left untried: the
+published fine-tuning itself (conjugate gradients on batches of 1,000 for 200 epochs)
+and the up-down algorithm of the 1.25%.
 From a random init this 4-layer sigmoid net sits on the plateau that Glorot & Bengio
 (2010) describe (the top hidden layer saturates; the loss stays at 2.30 for all 30
 epochs; experiments/vanishing_gradients.py shows the same for sigmoid nets of depth 5
