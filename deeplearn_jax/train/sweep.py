@@ -52,16 +52,16 @@ def over_seeds(config: ml_collections.ConfigDict, workdir: str,
   max of every number the runs report at their top level}."""
   if count < 1:
     raise UserError(f"--seeds must be >= 1, got {count}")
-  run_folder.start(workdir, config)
-  runs = {name: train(child, os.path.join(workdir, name))
-          for name, child in seeds(config, count).items()}
-  first = next(iter(runs.values()))
-  numbers = tuple(k for k, v in first.items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool))
-  results = {"runs": runs, "spread": spread(runs, numbers)}
-  if jax.process_index() == 0:
-    run_folder.atomic_write_json(os.path.join(workdir, "results.json"), results)
-  return results
+
+  def summarize(runs: dict[str, dict]) -> dict:
+    first = next(iter(runs.values()))
+    numbers = tuple(k for k, v in first.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool))
+    return {"spread": spread(runs, numbers)}
+
+  # Each run loads its own data, as the experiment does when run alone.
+  return run(config, workdir, seeds(config, count), lambda c, w, _: train(c, w),
+             shared_data=False, summarize=summarize)
 
 
 def seeds(config: ml_collections.ConfigDict, count: int) -> dict[str, ml_collections.ConfigDict]:
