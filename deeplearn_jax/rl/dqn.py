@@ -122,7 +122,7 @@ def seed_slice(state: AgentState, i: int) -> AgentState:
   """The state of seed i alone, as a run of that one seed holds it (a seed axis of 1)."""
   one = lambda x: x[i:i + 1]
   mem = state.replay
-  mem = mem.replace(**{k: getattr(mem, k)[:, i:i + 1] for k in
+  mem = mem.replace(**{k: one(getattr(mem, k)) for k in
                        ("frames", "action", "reward", "terminal", "boundary")})
   shared = ("step", "bad_step", "skipped", "lr_scale", "replay")
   return state.replace(replay=mem, **{f.name: jax.tree.map(one, getattr(state, f.name))
@@ -143,12 +143,12 @@ def seed_mesh(config: ml_collections.ConfigDict):
 
 
 def seed_shardings(abstract: AgentState, mesh) -> AgentState:
-  """Every seed's leaves on its part of the 'data' axis (the seed axis is the first, the
-  replay memory's the second); the shared counters replicated."""
-  split = lambda axis: NamedSharding(mesh, P(*[None] * axis, "data"))
+  """Every seed's leaves (the seed axis leads) on its part of the 'data' axis; the shared
+  counters replicated."""
+  split = NamedSharding(mesh, P("data"))
   whole = NamedSharding(mesh, P())
-  mem = jax.tree.map(lambda _: split(1), abstract.replay).replace(pos=whole, size=whole)
-  return jax.tree.map(lambda _: split(0), abstract).replace(
+  mem = jax.tree.map(lambda _: split, abstract.replay).replace(pos=whole, size=whole)
+  return jax.tree.map(lambda _: split, abstract).replace(
       step=whole, bad_step=whole, skipped=whole, lr_scale=whole, replay=mem)
 
 
@@ -284,20 +284,27 @@ def build(config: ml_collections.ConfigDict, env: envs.Env):
     seeds, mem = jax.vmap(seed_step, (0, replay.SEED_AXES, None, None),
                           (0, replay.SEED_AXES))(seeds, state.replay, state.step,
                                                  state.lr_scale)
-    finite = jnp.all(jnp.isfinite(seeds["loss"]))
-    bad = jnp.where(finite | (state.bad_step >= 0), state.bad_step, state.step)
-    per_seed_return = jnp.mean(seeds["last_return"], -1)
-    new = state.replace(step=state.step + 1, bad_step=bad,
-                        skipped=state.skipped + (~finite).astype(jnp.int32), replay=mem,
-                        **seeds)
-    return new, {"loss": jnp.mean(seeds["loss"]), "q_mean": jnp.mean(seeds["q_mean"]),
-                 "epsilon": epsilon(state.step * e),
-                 "episode_return": jnp.mean(per_seed_return),
-                 "episode_return_min": jnp.min(per_seed_return),
-                 "episode_return_max": jnp.max(per_seed_return)}
+    # Per seed, unreduced: a reduction over the seeds here would be a collective between
+    # the devices that split them on every agent step; step() reduces once per call.
+    return state.replace(step=state.step + 1, replay=mem, **seeds), {
+        "loss": seeds["loss"], "q_mean": seeds["q_mean"],
+        "episode_return": jnp.mean(seeds["last_return"], -1)}
 
   def step(state):
-    return jax.lax.scan(one_step, state, None, length=config.steps_per_call)
+    first = state.step
+    state, per_seed = jax.lax.scan(one_step, state, None, length=config.steps_per_call)
+    finite = jnp.all(jnp.isfinite(per_seed["loss"]), -1)  # [steps]
+    bad_now = jnp.where(jnp.all(finite), -1, first + jnp.argmin(finite))
+    state = state.replace(
+        bad_step=jnp.where(state.bad_step >= 0, state.bad_step, bad_now),
+        skipped=state.skipped + jnp.sum(~finite).astype(jnp.int32))
+    ret = per_seed["episode_return"]
+    return state, {"loss": jnp.mean(per_seed["loss"], -1),
+                   "q_mean": jnp.mean(per_seed["q_mean"], -1),
+                   "epsilon": epsilon((first + jnp.arange(config.steps_per_call)) * e),
+                   "episode_return": jnp.mean(ret, -1),
+                   "episode_return_min": jnp.min(ret, -1),
+                   "episode_return_max": jnp.max(ret, -1)}
 
   evaluate = make_evaluate(config, envs.make(config.env.name, training=False,
                                             seed=d.eval_seed), q)

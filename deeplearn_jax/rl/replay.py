@@ -32,24 +32,26 @@ class Replay:
 
 def create(capacity: int, num_envs: int, frame_shape, dtype, seeds: int = 0) -> Replay:
   """An empty memory of capacity transitions (rounded down to whole rows). With seeds > 0,
-  one memory per seed along axis 1 sharing pos and size: vmap it with SEED_AXES, so a
-  write stays one in-place row update rather than a scatter per seed."""
+  one memory per seed along a leading axis, sharing pos and size: vmap it with SEED_AXES.
+  The seed axis leads so that a vmapped batch gathers in place: with it second, XLA
+  copied every array of the memory into seed-major order on every step."""
   rows = capacity // num_envs
-  lead = (rows, seeds, num_envs) if seeds else (rows, num_envs)
+  lead = (seeds, rows, num_envs) if seeds else (rows, num_envs)
   zeros = lambda dt: jnp.zeros(lead, dt)
   return Replay(jnp.zeros((*lead, *frame_shape), dtype), zeros(jnp.int32),
                 zeros(jnp.float32), zeros(bool), zeros(bool), jnp.zeros((), jnp.int32),
                 jnp.zeros((), jnp.int32))
 
 
-# vmap axes of a memory made with seeds > 0: seeds along axis 1, pos and size shared.
-SEED_AXES = Replay(1, 1, 1, 1, 1, None, None)
+# vmap axes of a memory made with seeds > 0: seeds along axis 0, pos and size shared.
+SEED_AXES = Replay(0, 0, 0, 0, 0, None, None)
 
 
 def add(r: Replay, frame, action, reward, terminal, boundary) -> Replay:
   """Writes one row: each env's observation (its newest frame) and what followed it."""
   rows = r.frames.shape[0]
-  put = lambda buf, v: buf.at[r.pos].set(v.astype(buf.dtype))
+  # Under vmap (pos shared) this stays one in-place dynamic-update-slice over the seeds.
+  put = lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, v.astype(buf.dtype), r.pos, 0)
   return r.replace(frames=put(r.frames, frame), action=put(r.action, action),
                    reward=put(r.reward, reward), terminal=put(r.terminal, terminal),
                    boundary=put(r.boundary, boundary), pos=(r.pos + 1) % rows,
