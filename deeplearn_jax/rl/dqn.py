@@ -7,7 +7,9 @@ epsilon-greedily, step the (gymnax) environments, store the row in the replay me
 and, when due, sample a batch and take a gradient step on the Huber loss of the TD
 error (the paper's error clipping), and copy the online network to the target. A
 call of the compiled step runs `steps_per_call` of them as one `lax.scan`, on the loop
-driver (train/loop.py), which owns checkpoints, metrics, preemption and results.
+driver (train/loop.py), which owns checkpoints, metrics, preemption and results. The
+random numbers of a call (exploration, environment keys, replay indices) are drawn at its
+start, so the stream of a seed depends on `steps_per_call` as well as on the seed.
 
 Seeds: `num_seeds` independent agents (seeds seed, seed+1, ...) are one vmapped state.
 The step counter and everything that hangs on it (epsilon, when to learn, when to copy
@@ -57,7 +59,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.env = ml_collections.ConfigDict(dict(name="CartPole-v1"))
   c.num_seeds = 8                 # independent agents in one vmapped run, split over
                                   # mesh.data devices (-1: as many as divide num_seeds)
-  c.num_envs = 8                  # environments per agent, stepped together
+  c.num_envs = 10                 # environments per agent, stepped together (purejaxrl's
+                                  # 10: with train_every 10, one update per loop step)
   c.num_train_steps = 300_000     # agent steps per seed (all its environments)
   c.steps_per_call = 500          # loop steps (of num_envs agent steps) per compiled call
   c.batch_size = 128
@@ -65,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 500
   c.eval_every_steps = 2500       # loop steps; -1: only at the end
   c.eval_every_epochs = -1.0
-  c.checkpoint_every_steps = 5000
+  c.checkpoint_every_steps = 10_000  # about every 15 s here; each save costs 0.3 s
   c.checkpoint_every_epochs = -1.0
   c.model = ml_collections.ConfigDict(dict(name="mlp", hidden=(120, 84)))
   c.optimizer = optimizers.default_config()
@@ -213,11 +216,23 @@ def build(config: ml_collections.ConfigDict, env: envs.Env):
     frac = jnp.clip(agent_steps / max(1, d.epsilon_steps), 0.0, 1.0)
     return d.epsilon_start + frac * (d.epsilon_end - d.epsilon_start)
 
-  def act(params, obs, key, eps):
-    k_explore, k_random = jax.random.split(key)
+  def draw(rng):
+    """(next rng, this call's random numbers, steps first) of one seed. Drawn once per
+    call, not per agent step: JAX's PRNG (threefry) is a rolled loop on CPUs, and the
+    dozen small draws of an agent step cost more than the rest of an acting step."""
+    rng, k_explore, k_random, k_env, k_rows, k_envs = jax.random.split(rng, 6)
+    steps, rows = config.steps_per_call, (config.steps_per_call, updates_per_due,
+                                          config.batch_size)
+    return rng, {"explore": jax.random.uniform(k_explore, (steps, e)),
+                 "random_action": jax.random.randint(k_random, (steps, e), 0,
+                                                     env.num_actions),
+                 "env_keys": jax.random.split(k_env, (steps, e)),
+                 "row_bits": jax.random.bits(k_rows, rows),
+                 "env_index": jax.random.randint(k_envs, rows, 0, e)}
+
+  def act(params, obs, explore, random_action, eps):
     greedy = jnp.argmax(q(params, obs), axis=-1)
-    random = jax.random.randint(k_random, greedy.shape, 0, env.num_actions)
-    return jnp.where(jax.random.uniform(k_explore, greedy.shape) < eps, random, greedy)
+    return jnp.where(explore < eps, random_action, greedy)
 
   def loss_fn(params, target_params, batch):
     q_now = q(params, batch["obs"])
@@ -249,20 +264,20 @@ def build(config: ml_collections.ConfigDict, env: envs.Env):
     (params, opt_state), (loss, q_a) = jax.lax.scan(one, (params, opt_state), batches)
     return params, opt_state, loss[-1], q_a[-1]
 
-  def seed_step(seed, mem, t, lr_scale):
-    """One agent step of one seed (vmapped); t, the loop step, and the memory's write
-    position are shared. Only the networks and optimizer pass through the conditionals:
-    the memory is read (a batch is gathered) outside them."""
+  def seed_step(seed, mem, t, lr_scale, drawn):
+    """One agent step of one seed (vmapped) with its draws of this step; t, the loop
+    step, and the memory's write position are shared. Only the networks and optimizer
+    pass through the conditionals: the memory is read (a batch is gathered) outside."""
     done_before = t * e
-    rng, k_act, k_env, k_learn = jax.random.split(seed["rng"], 4)
-    action = act(seed["params"], seed["obs"], k_act, epsilon(done_before))
+    action = act(seed["params"], seed["obs"], drawn["explore"], drawn["random_action"],
+                 epsilon(done_before))
     obs, env_state, reward, terminal, boundary, score = jax.vmap(env.step)(
-        jax.random.split(k_env, e), seed["env_state"], action)
+        drawn["env_keys"], seed["env_state"], action)
     mem = replay.add(mem, newest(seed["obs"]), action, reward, terminal, boundary)
     ret = seed["episode_return"] + score
     n = done_before + e
-    batches = jax.vmap(lambda k: replay.sample(mem, k, config.batch_size, stack))(
-        jax.random.split(k_learn, updates_per_due))
+    batches = jax.vmap(lambda bits, envs: replay.sample_at(mem, bits, envs, stack))(
+        drawn["row_bits"], drawn["env_index"])
     nets = (seed["params"], seed["opt_state"], seed["loss"], seed["q_mean"])
     params, opt_state, loss, q_mean = jax.lax.cond(
         (n >= d.replay_start) & _due(n, d.train_every, e),
@@ -271,19 +286,19 @@ def build(config: ml_collections.ConfigDict, env: envs.Env):
         lambda: nets)
     target = jax.lax.cond(_due(n, d.target_every, e), lambda: params,
                           lambda: seed["target_params"])
-    return {"rng": rng, "obs": obs, "env_state": env_state, "params": params,
+    return {"obs": obs, "env_state": env_state, "params": params,
             "opt_state": opt_state, "loss": loss, "q_mean": q_mean, "target_params": target,
             "episode_return": jnp.where(boundary, 0.0, ret),
             "last_return": jnp.where(boundary, ret, seed["last_return"])}, mem
 
-  per_seed = ("params", "target_params", "opt_state", "env_state", "obs", "rng",
+  per_seed = ("params", "target_params", "opt_state", "env_state", "obs",
               "episode_return", "last_return", "loss", "q_mean")
 
-  def one_step(state: AgentState, _):
+  def one_step(state: AgentState, drawn):
     seeds = {k: getattr(state, k) for k in per_seed}
-    seeds, mem = jax.vmap(seed_step, (0, replay.SEED_AXES, None, None),
+    seeds, mem = jax.vmap(seed_step, (0, replay.SEED_AXES, None, None, 0),
                           (0, replay.SEED_AXES))(seeds, state.replay, state.step,
-                                                 state.lr_scale)
+                                                 state.lr_scale, drawn)
     # Per seed, unreduced: a reduction over the seeds here would be a collective between
     # the devices that split them on every agent step; step() reduces once per call.
     return state.replace(step=state.step + 1, replay=mem, **seeds), {
@@ -292,7 +307,9 @@ def build(config: ml_collections.ConfigDict, env: envs.Env):
 
   def step(state):
     first = state.step
-    state, per_seed = jax.lax.scan(one_step, state, None, length=config.steps_per_call)
+    rng, drawn = jax.vmap(draw)(state.rng)
+    drawn = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), drawn)  # steps first
+    state, per_seed = jax.lax.scan(one_step, state.replace(rng=rng), drawn)
     finite = jnp.all(jnp.isfinite(per_seed["loss"]), -1)  # [steps]
     bad_now = jnp.where(jnp.all(finite), -1, first + jnp.argmin(finite))
     state = state.replace(

@@ -77,13 +77,19 @@ def stack_at(r: Replay, row, env, stack: int):
 def sample(r: Replay, key, batch: int, stack: int = 1) -> dict[str, jax.Array]:
   """A uniform batch of transitions {obs, action, reward, terminal, next_obs}; needs
   more than `stack` rows written."""
-  rows, envs = r.frames.shape[:2]
   k_row, k_env = jax.random.split(key)
+  return sample_at(r, jax.random.bits(k_row, (batch,)),
+                   jax.random.randint(k_env, (batch,), 0, r.frames.shape[1]), stack)
+
+
+def sample_at(r: Replay, row_bits, env, stack: int = 1) -> dict[str, jax.Array]:
+  """sample() from random numbers drawn beforehand: `row_bits` (uint32) pick the rows,
+  `env` (in [0, num_envs)) the environments."""
+  rows = r.frames.shape[0]
   oldest = jnp.where(r.size == rows, r.pos, 0)
   # Sampled rows: from the oldest whose stack is whole, to the one before the newest.
   count = jnp.maximum(r.size - stack, 1)
-  row = (oldest + stack - 1 + jax.random.randint(k_row, (batch,), 0, count)) % rows
-  env = jax.random.randint(k_env, (batch,), 0, envs)
+  row = (oldest + stack - 1 + (row_bits % count.astype(jnp.uint32)).astype(jnp.int32)) % rows
   return {"obs": stack_at(r, row, env, stack), "action": r.action[row, env],
           "reward": r.reward[row, env], "terminal": r.terminal[row, env],
           "next_obs": stack_at(r, (row + 1) % rows, env, stack)}
