@@ -58,6 +58,17 @@ def test_masked_bce_ignores_missing_labels():
   assert np.isfinite(float(loss(jnp.where(missing, jnp.inf, logits))))
 
 
+def test_descriptor_inputs_stay_finite_past_float32_squares():
+  # RDKit's Ipc passes 1e19 on Tox21; its square overflowed float32 statistics.
+  rng = np.random.default_rng(0)
+  x = np.stack([rng.integers(0, 2, 50), rng.normal(size=50), 10.0 ** rng.uniform(15, 30, 50)],
+               1).astype(np.float32)
+  mols = molecules.Molecules(["C"] * 50, x, np.zeros((50, 1), np.float32), ["t"], [])
+  out = molecules.inputs(mols, np.arange(40))
+  assert np.isfinite(out).all() and np.abs(out).max() <= 10
+  assert out[:, 2].std() > 0.1  # the huge column still carries its ranking
+
+
 def test_scaffold_split_keeps_each_scaffold_in_one_split():
   smiles = ["C" * k + s + sub for s in SCAFFOLDS for k in range(1, 4) for sub in SUBSTITUENTS]
   splits = molecules.scaffold_split(smiles, (0.6, 0.2, 0.2))

@@ -223,6 +223,8 @@ def inputs(mols: Molecules, train: np.ndarray) -> np.ndarray:
   x = mols.features
   if np.isin(x[train[:2000]], (0.0, 1.0)).all():
     return x
+  # In float64: some descriptors (RDKit's Ipc) pass 1e19, whose squares overflow float32.
+  x = x.astype(np.float64)
   mean, std = x[train].mean(0), x[train].std(0) + 1e-6
   # Descriptors such as counts have outliers; clipping keeps them from dominating.
   return np.clip((x - mean) / std, -10, 10).astype(np.float32)
