@@ -17,8 +17,10 @@ Hardware: 2 cores of an AMD EPYC CPU, JAX 0.10.2 (CPU), no GPU; the cartpole run
 Result:   our runs only:
           - cartpole (8 seeds, 300k agent steps each, 10 environments a seed):
             greedy evaluation (10 episodes) 500, 500, 500, 487.4, 500, 497.0, 500, 500:
-            >= 475 on every seed, met. With the seeds split over two CPU devices, one a
-            core (`--cpu_devices=2`), on a 2-core AVX2 machine: 57.5, 62.5 and 63.9 s
+            >= 475 on every seed with the seeds split over two CPU devices, one a core
+            (`--cpu_devices=2`); on one device they sum their matmuls in another order
+            and two seeds end at 389.8 and 425.5 (122 s wall). On a 2-core AVX2
+            machine with --cpu_devices=2: 57.5, 62.5 and 63.9 s
             wall with a warm compile cache (49-54 s training), 74.7 s on a fresh cache
             (about 21 s of it compiling): the 60 s target met only warm, and not in
             every run. The recipe is CleanRL's and purejaxrl's (rl/dqn.py's
