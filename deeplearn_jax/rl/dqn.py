@@ -221,14 +221,13 @@ def build(config: ml_collections.ConfigDict, env: envs.Env):
     call, not per agent step: JAX's PRNG (threefry) is a rolled loop on CPUs, and the
     dozen small draws of an agent step cost more than the rest of an acting step."""
     rng, k_explore, k_random, k_env, k_rows, k_envs = jax.random.split(rng, 6)
-    steps, rows = config.steps_per_call, (config.steps_per_call, updates_per_due,
-                                          config.batch_size)
-    return rng, {"explore": jax.random.uniform(k_explore, (steps, e)),
-                 "random_action": jax.random.randint(k_random, (steps, e), 0,
-                                                     env.num_actions),
-                 "env_keys": jax.random.split(k_env, (steps, e)),
-                 "row_bits": jax.random.bits(k_rows, rows),
-                 "env_index": jax.random.randint(k_envs, rows, 0, e)}
+    acting = (config.steps_per_call, e)
+    batches = (config.steps_per_call, updates_per_due, config.batch_size)
+    return rng, {"explore": jax.random.uniform(k_explore, acting),
+                 "random_action": jax.random.randint(k_random, acting, 0, env.num_actions),
+                 "env_keys": jax.random.split(k_env, acting),
+                 "row_bits": jax.random.bits(k_rows, batches),
+                 "env_index": jax.random.randint(k_envs, batches, 0, e)}
 
   def act(params, obs, explore, random_action, eps):
     greedy = jnp.argmax(q(params, obs), axis=-1)
