@@ -246,3 +246,17 @@ def test_registry_errors_name_the_known_choices():
     models.create(ml_collections.ConfigDict(dict(name="rnn", readout="first")), 2)
   with pytest.raises(UserError, match="config.model for hierarchical_rnn: a hierarchical"):
     models.create(ml_collections.ConfigDict(dict(name="hierarchical_rnn", readout="all")), 2)
+
+
+def test_chrono_init_spreads_the_memory_times_up_to_its_maximum():
+  cell = make_cell("lstm", 256, options={"chrono_max": 500})
+  params = cell.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)), method=cell.project)
+  bias = np.asarray(params["params"]["input"]["bias"]).reshape(4, 256)
+  b_i, b_f, b_g, b_o = bias
+  np.testing.assert_array_equal(b_i, -b_f)
+  assert not b_g.any() and not b_o.any()
+  memory = 1 + np.exp(b_f)  # 1 / (1 - sigmoid(b_f)): the steps a unit's cell keeps a value
+  assert memory.min() >= 2 and memory.max() <= 500 and np.median(memory) > 100
+  plain = make_cell("lstm", 8, options={"forget_bias": 5.0})
+  bias = plain.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)), method=plain.project)
+  np.testing.assert_array_equal(np.asarray(bias["params"]["input"]["bias"]).reshape(4, 8)[1], 5)

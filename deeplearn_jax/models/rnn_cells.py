@@ -140,12 +140,17 @@ class FullyRecurrentCell(Cell):
     return y, self.output(y)
 
 
-def _lstm_bias_init(key, shape, dtype=jnp.float32, forget: float = 1.0):
+def _lstm_bias_init(key, shape, dtype=jnp.float32, forget: float = 1.0, chrono_max: int = 0):
   # Forget gate bias 1 so that the cell remembers at the start (Gers et al. 2000 start
   # it positive; Jozefowicz et al. 2015 found 1 a good default). Gate order i, f, g, o.
-  del key
+  # Chrono (Tallec & Ollivier 2018): b_f = log(u), u ~ U(1, chrono_max - 1), and b_i =
+  # -b_f, so the units' memory times 1 / (1 - sigmoid(b_f)) ~ u spread up to chrono_max.
   h = shape[0] // 4
-  return jnp.zeros(shape, dtype).at[h:2 * h].set(forget)
+  bias = jnp.zeros(shape, dtype)
+  if chrono_max:
+    b_f = jnp.log(jax.random.uniform(key, (h,), dtype, 1.0, max(chrono_max - 1.0, 1.0)))
+    return bias.at[:h].set(-b_f).at[h:2 * h].set(b_f)
+  return bias.at[h:2 * h].set(forget)
 
 
 class LSTMCell(Cell):
@@ -155,10 +160,11 @@ class LSTMCell(Cell):
 
   peepholes: bool = False
   forget_bias: float = 1.0  # initial forget-gate bias (long lags want it larger)
+  chrono_max: int = 0  # > 0: chrono initialisation for lags up to this many steps
 
   def setup(self):
     bias_init = lambda key, shape, dtype=jnp.float32: _lstm_bias_init(
-        key, shape, dtype, self.forget_bias)
+        key, shape, dtype, self.forget_bias, self.chrono_max)
     self.input = nn.Dense(4 * self.hidden, bias_init=bias_init, dtype=self.dtype)
     self.recurrent = self.param("recurrent_kernel", _recurrent_init,
                                 (self.hidden, 4 * self.hidden))
