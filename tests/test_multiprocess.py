@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multiprocess")]
 
 STEPS = 200
 COMMAND = ["experiments.lenet", "--config=experiments/lenet.py:smoke",
-           f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=10",
+           f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=50",
            "--config.eval_every_steps=-1", "--config.eval_every_epochs=-1"]
 
 

@@ -24,13 +24,16 @@ from experiments import lenet
 
 STEPS = 400
 COMMAND = ["experiments.lenet", "--config=experiments/lenet.py:smoke",
-           f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=10",
-           "--config.eval_every_steps=-1", "--config.eval_every_epochs=-1"]
+           f"--config.num_train_steps={STEPS}", "--config.eval_every_steps=-1",
+           "--config.eval_every_epochs=-1"]
 COMPARED = ("test_accuracy", "test_loss", "final_train_loss", "steps", "num_params")
 
 
-def _start(workdir, tmp_path):
-  return subprocess.Popen([sys.executable, "-m", *COMMAND, f"--workdir={workdir}"], cwd=REPO,
+def _start(workdir, tmp_path, checkpoint_every=1000):
+  """A run of COMMAND. Saving every 10 steps makes a kill -9 likely to land inside a
+  save; where that is not tested, one save at the end (about 0.25 s a save here)."""
+  return subprocess.Popen([sys.executable, "-m", *COMMAND, f"--workdir={workdir}",
+                           f"--config.checkpoint_every_steps={checkpoint_every}"], cwd=REPO,
                           env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
 
@@ -79,13 +82,13 @@ def test_kill_9_three_times_then_resume_is_bit_identical(reference, tmp_path):
   rng = random.Random(0)
   workdir = tmp_path / "run"
   for target in (60, 170, 280):
-    proc = _start(workdir, tmp_path)
+    proc = _start(workdir, tmp_path, checkpoint_every=10)
     _wait_for_step(proc, workdir, target)
     time.sleep(rng.uniform(0.0, 0.05))
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-  proc = _start(workdir, tmp_path)
+  proc = _start(workdir, tmp_path, checkpoint_every=10)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-2000:]
   _assert_same_run(workdir, reference)
