@@ -53,9 +53,10 @@ Result (seed 0):
           parameters; target val <= 1.60 within an hour): lstm (2,200 iterations,
           evaluated every 550) on the quiet machine, 1.2 s an iteration: val 1.644 at
           iteration 550 (11.5 min), 1.516 at 1,100 (23.4 min into training): met;
-          1.481 at 1,650 (35.7 min). gru: 1.581 at 550, 1.502 at 1,100
-          (44 min wall, the first 30 beside other runs; stopped at 1,150 for time). elman:
-          not run.
+          1.481 at 1,650 (35.7 min). gru: 1.581 / 1.502 / 1.483 at 550 / 1,100 /
+          1,650, **1.479** at 2,200 (its best); 45 min to 1,150 (the first 30 beside
+          other runs), stopped by SIGTERM and resumed: the rest 23 min alone (1.3 s an
+          iteration). elman: see the README.
   Speed against nanoGPT's own loop in PyTorch: benchmarks/char_lm_nanogpt.py (README).
 """
 
