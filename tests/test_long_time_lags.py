@@ -109,10 +109,21 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, overrides, me
   assert not (tmp_path / "run").exists()
 
 
-def test_the_lstm_starts_its_forget_gate_at_the_configured_bias():
-  c = ltl.child_config(_config(), "lstm", 10)
-  _, _, init = sequence_regression.build(c, ltl.task(10))
+def _lstm_bias(config, t):
+  c = ltl.child_config(config, "lstm", t)
+  _, _, init = sequence_regression.build(c, ltl.task(t))
   bias = jax.device_get(init().params["rnn"]["layer0"]["forward"]["input"]["bias"])
-  h = c.model.hidden
-  np.testing.assert_array_equal(bias[h:2 * h], 5.0)
-  assert np.all(bias[:h] == 0) and np.all(bias[2 * h:] == 0)
+  return bias.reshape(4, c.model.hidden)  # gates i, f, g, o
+
+
+def test_the_lstm_gate_biases_follow_the_chrono_rule_or_the_configured_bias():
+  i, f, g, o = _lstm_bias(_config(), 10)  # chrono: memory times up to T = 10
+  np.testing.assert_array_equal(i, -f)
+  assert np.all(f >= 0) and np.all(f <= np.log(9)) and f.std() > 0.3
+  assert not g.any() and not o.any()
+  config = _config()
+  with config.unlocked():
+    config.runs.lstm_chrono = False
+  i, f, g, o = _lstm_bias(config, 10)
+  np.testing.assert_array_equal(f, config.runs.lstm_forget_bias)
+  assert not i.any() and not g.any() and not o.any()
