@@ -58,7 +58,8 @@ def _losses(workdir):
     return [(r["step"], r["loss"]) for r in map(json.loads, f) if r["split"] == "train"]
 
 
-@pytest.fixture(scope="module")
+# Session scope: made once per worker; with module scope one CI run made it twice (50 s).
+@pytest.fixture(scope="session")
 def two_process_run(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("mp")
   _finish(_launch(tmp / "run", tmp))
