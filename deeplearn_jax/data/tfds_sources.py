@@ -107,6 +107,6 @@ def read_all(source, keys=("image", "label")) -> dict[str, np.ndarray]:
   indices = list(range(len(source)))
   try:  # one batched read: MNIST loads in 16 s instead of 38 s
     records = source.__getitems__(indices)
-  except TypeError:  # tfds.testing.mock_data's source reads only one record at a time
+  except TypeError:  # under tfds.testing.mock_data the batched read has the wrong signature
     records = [source[i] for i in indices]
   return {k: np.stack([np.asarray(r[k]) for r in records]) for k in keys}
