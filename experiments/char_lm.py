@@ -56,7 +56,8 @@ Result (seed 0):
           1.481 at 1,650 (35.7 min). gru: 1.581 / 1.502 / 1.483 at 550 / 1,100 /
           1,650, **1.479** at 2,200 (its best); 45 min to 1,150 (the first 30 beside
           other runs), stopped by SIGTERM and resumed: the rest 23 min alone (1.3 s an
-          iteration). elman: see the README.
+          iteration). elman: 1.717 / 1.607 / 1.532 / 1.509 at 550 / 1,100 /
+          1,650 / 2,200 (52 min wall alone, 1.40 s an iteration).
   Speed against nanoGPT's own loop in PyTorch: benchmarks/char_lm_nanogpt.py (README).
 """
 
