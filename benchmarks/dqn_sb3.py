@@ -112,13 +112,17 @@ class SolveCheck(BaseCallback):
     return True
 
 
+def sb3_settings(budget: int) -> dict:
+  """The zoo's settings for a run of `budget` steps: epsilon still anneals over 8,000."""
+  return dict(ZOO, exploration_fraction=ZOO["exploration_fraction"] * ZOO_STEPS / budget)
+
+
 def run_sb3(seed: int, budget: int, every: int) -> dict:
   env = Monitor(gym.make(ENV))
   eval_env = DummyVecEnv([lambda: Monitor(gym.make(ENV))])
   eval_env.seed(10_000 + seed)
-  settings = dict(ZOO, exploration_fraction=ZOO["exploration_fraction"] * ZOO_STEPS / budget)
   start = time.perf_counter()
-  model = sb3.DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
+  model = sb3.DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **sb3_settings(budget))
   check = SolveCheck(eval_env, every, budget, start)
   model.learn(total_timesteps=budget, callback=check)
   wall = time.perf_counter() - start
@@ -206,8 +210,8 @@ def main():
           "sb3": {"seeds": args.seeds, "budget_steps": args.sb3_budget,
                   "eval_every_steps": args.eval_every, "torch_threads": torch.get_num_threads(),
                   "device": "cpu", "zoo_hyperparams": ZOO, "zoo_n_timesteps": ZOO_STEPS,
-                  "exploration_fraction_used": ZOO["exploration_fraction"] * ZOO_STEPS
-                  / args.sb3_budget,
+                  "exploration_fraction_used":
+                  sb3_settings(args.sb3_budget)["exploration_fraction"],
                   "source": "DLR-RM/rl-baselines3-zoo hyperparams/dqn.yml @ ce95481b"},
           "ours": {"config": "experiments/dqn.py:cartpole", "cpu_devices": jax.device_count(),
                    "seed_devices": dqn.seed_mesh(config).shape["data"],
