@@ -169,3 +169,15 @@ def _banded(kernel: jax.Array, n: int) -> jax.Array:
   band = (np.arange(span)[None, :, None] == np.arange(n)[None, None, :] + tap)
   return jnp.einsum("jat,ijcf->iactf", band.astype(kernel.dtype), kernel).reshape(
       kh * span * cin, n * f)
+
+
+class Dense(nn.Dense):
+  """flax's nn.Dense (same parameters, names and maths) with the leading axes of its
+  input flattened into one. XLA's CPU backend runs the gradient of a [batch, time, in] x
+  [in, out] product slower than that of a [batch * time, in] matrix's (the Transformer's
+  MLP layer at [12, 64, 128] x [128, 512]: 18 against 11-15 ms here), and the nanoGPT CPU
+  configuration's whole gradient took 100 ms instead of 133 with every layer flattened."""
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    y = super().__call__(inputs.reshape(-1, inputs.shape[-1]))
+    return y.reshape(*inputs.shape[:-1], y.shape[-1])

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from deeplearn_jax.models.layers import Dense
 from deeplearn_jax.models.rnn_cells import CELLS, Cell, make_cell
 
 READOUTS = ("last", "mean", "all")
@@ -194,7 +195,7 @@ class RNNClassifier(nn.Module):
                              self.fused, name="rnn")(xs, mask, train)
     h = nn.Dropout(self.dropout, deterministic=not train)(_read_out(self.readout, summary,
                                                                     ys, mask))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(h).astype("float32")
+    return Dense(self.num_classes, dtype=self.dtype, name="head")(h).astype("float32")
 
 
 class HierarchicalRNN(nn.Module):
@@ -254,4 +255,4 @@ class HierarchicalRNN(nn.Module):
     top, ys = upper(summaries, upper_mask, train)
     h = nn.Dropout(self.dropout, deterministic=not train)(_read_out(self.readout, top, ys,
                                                                     upper_mask))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(h).astype("float32")
+    return Dense(self.num_classes, dtype=self.dtype, name="head")(h).astype("float32")

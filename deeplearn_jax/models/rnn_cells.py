@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from deeplearn_jax.errors import UserError
+from deeplearn_jax.models.layers import Dense
 from deeplearn_jax.models.lstm_scan import lstm_sequence
 
 Carry = Any
@@ -77,7 +78,7 @@ class ElmanCell(Cell):
   activation: str = "tanh"
 
   def setup(self):
-    self.input = nn.Dense(self.hidden, dtype=self.dtype)
+    self.input = Dense(self.hidden, dtype=self.dtype)
     self.recurrent = self.param("recurrent_kernel", _recurrent_init, (self.hidden, self.hidden))
 
   def step(self, carry, xp):
@@ -98,10 +99,10 @@ class JordanCell(Cell):
     return self.out_features or self.hidden
 
   def setup(self):
-    self.input = nn.Dense(self.hidden, dtype=self.dtype)
+    self.input = Dense(self.hidden, dtype=self.dtype)
     self.context = self.param("context_kernel", nn.initializers.lecun_normal(),
                               (self._out, self.hidden))
-    self.readout = nn.Dense(self._out, dtype=self.dtype)
+    self.readout = Dense(self._out, dtype=self.dtype)
 
   def initial_carry(self, batch):
     zeros = jnp.zeros((batch, self._out), self.dtype)
@@ -128,7 +129,7 @@ class FullyRecurrentCell(Cell):
   def setup(self):
     if self.out_features > self.hidden:
       raise ValueError(f"out_features {self.out_features} exceeds the {self.hidden} units")
-    self.input = nn.Dense(self.hidden, dtype=self.dtype)
+    self.input = Dense(self.hidden, dtype=self.dtype)
     self.recurrent = self.param("recurrent_kernel", nn.initializers.lecun_normal(),
                                 (self.hidden, self.hidden))
 
@@ -165,7 +166,7 @@ class LSTMCell(Cell):
   def setup(self):
     bias_init = lambda key, shape, dtype=jnp.float32: _lstm_bias_init(
         key, shape, dtype, self.forget_bias, self.chrono_max)
-    self.input = nn.Dense(4 * self.hidden, bias_init=bias_init, dtype=self.dtype)
+    self.input = Dense(4 * self.hidden, bias_init=bias_init, dtype=self.dtype)
     self.recurrent = self.param("recurrent_kernel", _recurrent_init,
                                 (self.hidden, 4 * self.hidden))
     if self.peepholes:
@@ -203,7 +204,7 @@ class GRUCell(Cell):
   h' = (1 - z) n + z h."""
 
   def setup(self):
-    self.input = nn.Dense(3 * self.hidden, dtype=self.dtype)
+    self.input = Dense(3 * self.hidden, dtype=self.dtype)
     self.recurrent = self.param("recurrent_kernel", _recurrent_init,
                                 (self.hidden, 3 * self.hidden))
     self.recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (self.hidden,))
@@ -226,7 +227,7 @@ class SecondOrderCell(Cell):
   batch * time * h^2 numbers, fine for the small automata-learning nets of the paper."""
 
   def setup(self):
-    self.input = nn.Dense(self.hidden * self.hidden, use_bias=False, dtype=self.dtype)
+    self.input = Dense(self.hidden * self.hidden, use_bias=False, dtype=self.dtype)
     self.bias = self.param("bias", nn.initializers.zeros, (self.hidden,))
 
   def initial_carry(self, batch):
@@ -259,7 +260,7 @@ class CTRNNCell(Cell):
   def setup(self):
     if not (self.dt > 0 and self.substeps >= 1):
       raise ValueError(f"CTRNN needs dt > 0 and substeps >= 1, got {self.dt}, {self.substeps}")
-    self.input = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype)
+    self.input = Dense(self.hidden, use_bias=False, dtype=self.dtype)
     self.weights = self.param("weights", nn.initializers.lecun_normal(),
                               (self.hidden, self.hidden))
     self.theta = self.param("theta", nn.initializers.zeros, (self.hidden,))

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from deeplearn_jax import determinism
+from deeplearn_jax.models.layers import Dense
 
 _init = nn.initializers.normal(stddev=0.02)   # GPT-2's init
 
@@ -39,7 +40,7 @@ class Block(nn.Module):
     heads, head_dim = self.num_heads, c // self.num_heads
     # Residual projections start smaller, GPT-2's 1/sqrt(2 * layers).
     proj_init = nn.initializers.normal(stddev=0.02 / (2 * self.num_layers) ** 0.5)
-    dense = lambda n, name, init=_init: nn.Dense(n, use_bias=self.bias, kernel_init=init,
+    dense = lambda n, name, init=_init: Dense(n, use_bias=self.bias, kernel_init=init,
                                                 dtype=self.dtype, name=name)
     drop = nn.Dropout(self.dropout, deterministic=not train)
 
@@ -95,9 +96,10 @@ class Transformer(nn.Module):
       x = Block(self.width, self.num_heads, self.num_layers, self.dropout, self.bias,
                 self.dtype, self.attention, name=f"block{i}")(x, train)
     x = nn.LayerNorm(epsilon=1e-5, use_bias=self.bias, dtype=self.dtype, name="ln_f")(x)
-    # Weight tying: the head is the token embedding's transpose.
-    logits = x @ wte.embedding.astype(self.dtype).T
-    return logits.astype(jnp.float32)
+    # Weight tying: the head is the token embedding's transpose (one 2-D matmul: see
+    # layers.Dense for why).
+    logits = x.reshape(-1, self.width) @ wte.embedding.astype(self.dtype).T
+    return logits.reshape(*tokens.shape, self.num_classes).astype(jnp.float32)
 
 
 def causal_attention(q, k, v, drop_weights):
