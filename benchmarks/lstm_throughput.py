@@ -29,7 +29,9 @@ steps/s, PyTorch 2.13 5.26 on 2 threads and 3.02 on 1: PyTorch about 23% faster.
 load 5.5 -> 3.8 (`--jax_unroll 1,2 --jax_gradient fused,autodiff --torch_threads 2,1`,
 results/lstm_throughput_variants.json): ours 2.16 (unroll 2: 2.06; JAX's own gradient:
 1.86, 1.63), PyTorch 0.59 on 2 threads (rounds 0.23-5.06: busy cores stall its OpenMP
-threads) and 2.95 on 1. Not measured on an idle machine.
+threads) and 2.95 on 1. On the quiet machine (load 1.1-1.8, 2026-11-26, `--torch_threads 2,1`, the
+JSON's current contents): ours 4.33 steps/s, PyTorch 5.32 on 2 threads and 3.08 on 1:
+ours 0.81x PyTorch's 2 threads (two other rounds that evening: 0.87x and 0.91x).
 
 Results: a table on stdout and JSON in --out (default benchmarks/results/lstm_throughput.json).
 Quick check of the code path (the numbers are not a benchmark):
