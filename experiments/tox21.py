@@ -100,6 +100,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.data.smiles_column = "smiles"
   c.data.features = "ecfp4+descriptors"  # | ecfp4 | descriptors: with the descriptors
                                   # the net gains 0.04 AUC (see the docstring)
+  c.data.descriptor_scaling = "standard"  # | quantile (see molecules.inputs)
   c.data.fingerprint_bits = 2048
   c.data.fingerprint_radius = 2
   c.data.cache_dir = ""           # '' = ~/.cache/deeplearn_jax/molecules
@@ -123,6 +124,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       rf_seeds=3,                 # seeds of the random forests
       kinds=KINDS,                # multi (one net, all tasks) | single (a net per task) | rf
       class_weight=True,
+      ensemble=1,                 # multi-task nets per split (seeds seed, seed + 1000, ...),
+                                  # their probabilities averaged (DeepTox's ensembles)
       kind="multi",               # a child's kind (set per child)
   ))
   c.rf = ml_collections.ConfigDict(dict(n_estimators=100, min_samples_leaf=1, n_jobs=2))
@@ -195,9 +198,14 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   bad = [k for k in t.kinds if k not in KINDS]
   if bad or not t.kinds:
     raise UserError(f"config.tox21.kinds: unknown {bad}; known: {', '.join(KINDS)}")
+  if config.data.descriptor_scaling not in molecules.SCALINGS:
+    raise UserError(f"config.data.descriptor_scaling must be one of "
+                    f"{', '.join(molecules.SCALINGS)}, got {config.data.descriptor_scaling!r}")
   f = t.fractions
   if len(f) != 3 or min(f) <= 0 or abs(sum(f) - 1) > 1e-6:
     raise UserError(f"config.tox21.fractions must be 3 positive numbers summing to 1, got {f}")
+  if t.ensemble < 1:
+    raise UserError(f"config.tox21.ensemble must be >= 1, got {t.ensemble}")
   if min(t.num_seeds, t.single_seeds, t.rf_seeds) < 1:
     raise UserError("config.tox21.num_seeds, single_seeds and rf_seeds must be >= 1, got "
                     f"{t.num_seeds}, {t.single_seeds}, {t.rf_seeds}")
@@ -207,27 +215,38 @@ def _train_net(config, workdir, mols, split, task_cols: list[int]) -> dict:
   """One net (multi-task or one task) on the supervised trainer; its test AUCs at the
   evaluation with the best mean validation AUC."""
   train, valid, test = split
-  ds = molecules.dataset(mols, train, valid, task_cols, config.tox21.class_weight, "tox21")
+  scaling = config.data.descriptor_scaling
+  ds = molecules.dataset(mols, train, valid, task_cols, config.tox21.class_weight, "tox21",
+                         scaling)
   names = [mols.tasks[i] for i in task_cols]
-  x = molecules.inputs(mols, train)
+  x = molecules.inputs(mols, train, scaling)
   held = {s: ArraySplit({"input": x[rows], "label": mols.labels[rows][:, task_cols]})
           for s, rows in (("val", valid), ("test", test))}
   mesh = inputs.checked(config, ds)[0]
 
+  predictions = os.path.join(workdir, "predictions")
+
   def evaluate_extra(model, state) -> dict[str, float]:
     apply = _predictor(model)
-    out = {}
+    out, scores = {}, {}
     for s, sp in held.items():
-      scores = inputs.predictions(lambda b: apply(state.params, b["input"]), sp, config, ds,
-                                  mesh)
-      out.update(_auc_figures(s, roc_aucs(scores, sp.arrays["label"]), names))
+      scores[s] = inputs.predictions(lambda b: apply(state.params, b["input"]), sp, config,
+                                     ds, mesh)
+      out.update(_auc_figures(s, roc_aucs(scores[s], sp.arrays["label"]), names))
+    # Kept per evaluation, so that an ensemble (and a resumed run) can read the selected one.
+    os.makedirs(predictions, exist_ok=True)
+    np.savez(os.path.join(predictions, f"{int(state.step)}.npz"), **scores)
     return out
 
   res = supervised.run(config, workdir, dataset=ds, evaluate_extra=evaluate_extra).results
   rows = [r for r in metrics.read_metrics(workdir) if r["split"] in ("eval", "test")
           and np.isfinite(r.get("val_roc_auc", np.nan))]
   best = max(rows, key=lambda r: r["val_roc_auc"]) if rows else {}
-  return {"selected_step": best.get("step"), "val_roc_auc": best.get("val_roc_auc"),
+  if best:
+    with np.load(os.path.join(predictions, f"{best['step']}.npz")) as f:
+      selected = {s: f[s] for s in held}
+  return {"selected": selected if best else None,
+          "selected_step": best.get("step"), "val_roc_auc": best.get("val_roc_auc"),
           "test_roc_auc": best.get("test_roc_auc"),
           "test_auc": {t: best.get(f"test_auc/{t}") for t in names},
           "final_test_roc_auc": res.get("test_roc_auc"), "num_params": res["num_params"],
@@ -281,14 +300,44 @@ def train_one(config: ml_collections.ConfigDict, workdir: str, dataset) -> dict:
   if kind == "rf":
     return _random_forest(config, workdir, mols, split)
   if kind == "multi":
-    return _train_net(config, workdir, mols, split, list(range(len(mols.tasks))))
-  per_task = {t: _train_net(config, os.path.join(workdir, t), mols, split, [i])
+    tasks = list(range(len(mols.tasks)))
+    if config.tox21.ensemble == 1:
+      return _public(_train_net(config, workdir, mols, split, tasks))
+    return _ensemble(config, workdir, mols, split, tasks)
+  per_task = {t: _public(_train_net(config, os.path.join(workdir, t), mols, split, [i]))
               for i, t in enumerate(mols.tasks)}
   aucs = {t: r["test_roc_auc"] for t, r in per_task.items()}
   return {"test_roc_auc": float(np.nanmean([a for a in aucs.values() if a is not None])),
           "val_roc_auc": float(np.nanmean([r["val_roc_auc"] for r in per_task.values()])),
           "test_auc": aucs, "selected_step": {t: r["selected_step"] for t, r in per_task.items()},
           "train_seconds": sum(r["train_seconds"] or 0.0 for r in per_task.values())}
+
+
+def _public(result: dict) -> dict:
+  """A net's result without its selected predictions (arrays, not for results.json)."""
+  return {k: v for k, v in result.items() if k != "selected"}
+
+
+def _ensemble(config, workdir, mols, split, tasks) -> dict:
+  """`tox21.ensemble` multi-task nets on one split, each at its own best validation
+  evaluation; their sigmoid probabilities averaged, then scored like one net."""
+  members = [_train_net(configs.replaced(config, seed=config.seed + 1000 * k),
+                        os.path.join(workdir, f"net{k}"), mols, split, tasks)
+             for k in range(config.tox21.ensemble)]
+  if any(m["selected"] is None for m in members):
+    raise UserError("config.tox21.ensemble needs evaluations during training "
+                    "(config.eval_every_epochs or eval_every_steps)")
+  names = [mols.tasks[i] for i in tasks]
+  out = {"members": [_public(m) for m in members],
+         "member_mean_test_roc_auc": float(np.mean([m["test_roc_auc"] for m in members])),
+         "train_seconds": sum(m["train_seconds"] or 0.0 for m in members)}
+  for s, rows in (("val", split[1]), ("test", split[2])):
+    p = np.mean([jax.nn.sigmoid(m["selected"][s]) for m in members], axis=0)
+    figures = _auc_figures(s, roc_aucs(p, mols.labels[rows][:, tasks]), names)
+    out[f"{s}_roc_auc"] = figures[f"{s}_roc_auc"]
+    if s == "test":
+      out["test_auc"] = {t: figures.get(f"test_auc/{t}") for t in names}
+  return out
 
 
 def children(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:

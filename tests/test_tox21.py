@@ -13,7 +13,7 @@ import pytest
 
 from conftest import smoke_config
 from deeplearn_jax.data import molecules
-from deeplearn_jax.errors import DataError
+from deeplearn_jax.errors import DataError, UserError
 from deeplearn_jax.train import losses
 from experiments import classical_baselines, tox21
 
@@ -58,15 +58,29 @@ def test_masked_bce_ignores_missing_labels():
   assert np.isfinite(float(loss(jnp.where(missing, jnp.inf, logits))))
 
 
-def test_descriptor_inputs_stay_finite_past_float32_squares():
+@pytest.mark.parametrize("scaling", molecules.SCALINGS)
+def test_descriptor_inputs_stay_finite_past_float32_squares(scaling):
   # RDKit's Ipc passes 1e19 on Tox21; its square overflowed float32 statistics.
   rng = np.random.default_rng(0)
   x = np.stack([rng.integers(0, 2, 50), rng.normal(size=50), 10.0 ** rng.uniform(15, 30, 50)],
                1).astype(np.float32)
   mols = molecules.Molecules(["C"] * 50, x, np.zeros((50, 1), np.float32), ["t"], [])
-  out = molecules.inputs(mols, np.arange(40))
+  out = molecules.inputs(mols, np.arange(40), scaling)
   assert np.isfinite(out).all() and np.abs(out).max() <= 10
   assert out[:, 2].std() > 0.1  # the huge column still carries its ranking
+  # Each descriptor keeps its order (ties allowed past the training range and the clip),
+  # centred on the training rows; the fingerprint bit stays 0 or 1.
+  for j in (1, 2):
+    assert (np.diff(out[np.argsort(x[:, j]), j]) >= 0).all()
+  assert abs(float(np.median(out[:40, 1]))) < 0.3
+  np.testing.assert_array_equal(out[:, 0], x[:, 0])
+
+
+def test_unknown_descriptor_scaling_is_refused():
+  mols = molecules.Molecules(["C"] * 4, np.array([[0, 0.5]] * 4, np.float32),
+                             np.zeros((4, 1), np.float32), ["t"], [])
+  with pytest.raises(UserError, match="descriptor scaling must be one of"):
+    molecules.inputs(mols, np.arange(2), "minmax")
 
 
 def test_scaffold_split_keeps_each_scaffold_in_one_split():
@@ -85,12 +99,13 @@ def smoke_run(tmp_path_factory):
       "data.path": _molecule_csv(tmp / "mols.csv"), "data.cache_dir": str(tmp / "cache"),
       "data.fingerprint_bits": 256, "model.hidden": (32,), "batch_size": 32,
       "eval_batch_size": 40, "num_train_steps": 60, "eval_every_steps": 20,
-      "tox21.kinds": ("multi", "rf"), "rf.n_estimators": 10})
-  return tox21.train_and_evaluate(cfg, str(tmp / "run")), tmp
+      "tox21.kinds": ("multi", "rf"), "tox21.ensemble": 2, "rf.n_estimators": 10})
+  return tox21.train_and_evaluate(cfg, str(tmp / "run")), tmp, cfg
 
 
+@pytest.mark.xdist_group("tox21_smoke")  # one worker makes the smoke run
 def test_multitask_smoke_learns_and_reports_bad_smiles(smoke_run):
-  results, tmp = smoke_run
+  results, tmp, _ = smoke_run
   assert results["invalid_smiles"] == 1 and "C1CC(" in results["invalid_smiles_rows"][0]
   multi = results["runs"]["multi_seed0"]
   assert multi["test_roc_auc"] > 0.75, multi
@@ -100,6 +115,22 @@ def test_multitask_smoke_learns_and_reports_bad_smiles(smoke_run):
   assert saved["multi_mean_test_roc_auc"]["mean"] == pytest.approx(multi["test_roc_auc"])
   # Featurised once: the cache holds the CSV's fingerprints.
   assert len(os.listdir(tmp / "cache")) == 1
+
+
+@pytest.mark.xdist_group("tox21_smoke")  # one worker makes the smoke run
+def test_ensemble_averages_its_members_selected_probabilities(smoke_run):
+  results, tmp, cfg = smoke_run
+  run = results["runs"]["multi_seed0"]
+  assert len(run["members"]) == 2
+  mols, (_, _, test) = tox21.load(cfg)
+  probs = []
+  for k, member in enumerate(run["members"]):
+    path = tmp / "run" / "multi_seed0" / f"net{k}" / "predictions"
+    with np.load(path / f"{member['selected_step']}.npz") as f:
+      probs.append(jax.nn.sigmoid(f["test"]))
+  assert not np.allclose(probs[0], probs[1])  # two seeds, two nets
+  expected = np.nanmean(tox21.roc_aucs(np.mean(probs, 0), mols.labels[test]))
+  assert run["test_roc_auc"] == pytest.approx(float(expected))
 
 
 def _check_data_error(cfg, pattern):

@@ -217,28 +217,48 @@ class MultiLabel:
             "weight": w.astype(np.float32)}
 
 
-def inputs(mols: Molecules, train: np.ndarray) -> np.ndarray:
-  """Every row's model inputs: the features, with non-binary ones (descriptors)
-  standardised by the training rows' statistics and clipped to +-10."""
+SCALINGS = ("standard", "quantile")
+
+
+def inputs(mols: Molecules, train: np.ndarray, scaling: str = "standard") -> np.ndarray:
+  """Every row's model inputs: the binary features (fingerprint bits) as they are, the
+  others (descriptors) rescaled by the training rows' statistics: 'standard' standardises
+  and clips to +-10, 'quantile' maps each to normal scores through its training
+  quantiles. (Until 2026-11-26 the bits were standardised with the descriptors, a rare
+  bit's 1 becoming up to 10: on Tox21 the multi-task net's mean validation ROC AUC was
+  0.837; with the bits left alone 0.854, with quantile descriptors 0.850; 3 seeds.)"""
+  if scaling not in SCALINGS:
+    raise UserError(f"descriptor scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
   x = mols.features
-  if np.isin(x[train[:2000]], (0.0, 1.0)).all():
+  binary = np.isin(x[train[:2000]], (0.0, 1.0)).all(0)
+  if binary.all():
     return x
+  cols = np.flatnonzero(~binary)
   # In float64: some descriptors (RDKit's Ipc) pass 1e19, whose squares overflow float32.
-  x = x.astype(np.float64)
-  mean, std = x[train].mean(0), x[train].std(0) + 1e-6
-  # Descriptors such as counts have outliers; clipping keeps them from dominating.
-  return np.clip((x - mean) / std, -10, 10).astype(np.float32)
+  d = x[:, cols].astype(np.float64)
+  if scaling == "quantile":
+    from sklearn.preprocessing import QuantileTransformer
+    scaler = QuantileTransformer(n_quantiles=min(1000, len(train)),
+                                 output_distribution="normal", random_state=0)
+    scaled = scaler.fit(d[train]).transform(d)
+  else:
+    mean, std = d[train].mean(0), d[train].std(0) + 1e-6
+    # Descriptors such as counts have outliers; clipping keeps them from dominating.
+    scaled = np.clip((d - mean) / std, -10, 10)
+  out = x.astype(np.float32, copy=True)
+  out[:, cols] = scaled
+  return out
 
 
 def dataset(mols: Molecules, train: np.ndarray, test: np.ndarray, tasks: list[int] | None = None,
-            class_weight: bool = True, name: str = "molecules"):
+            class_weight: bool = True, name: str = "molecules", scaling: str = "standard"):
   """A data.Dataset of rows `train` and `test` (e.g. the validation rows during
   training), optionally only the task columns `tasks`; inputs as `inputs` makes them."""
   from deeplearn_jax import data  # data/__init__ imports this package's siblings
 
   cols = list(range(len(mols.tasks))) if tasks is None else list(tasks)
   y = mols.labels[:, cols]
-  x = inputs(mols, train)
+  x = inputs(mols, train, scaling)
   weights = positive_weights(y[train]) if class_weight else np.ones(len(cols), np.float32)
   return data.Dataset(name, ArraySplit({"input": x[train], "label": y[train]}),
                       ArraySplit({"input": x[test], "label": y[test]}), len(cols),
