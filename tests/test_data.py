@@ -154,7 +154,6 @@ def test_eval_batches_cover_every_example_once():
   assert sorted(seen) == list(range(23))
 
 
-@pytest.mark.slow
 @pytest.mark.slow  # 60,000 PNG encodes and decodes: about a minute
 def test_prepare_cifar10_from_the_official_archive(shared_data, tfds_dir):
   archive = os.path.join(shared_data, "cifar10", official.CIFAR10_ARCHIVE)
