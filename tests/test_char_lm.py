@@ -21,6 +21,9 @@ from deeplearn_jax.models.transformer import Transformer, causal_attention, mode
 from deeplearn_jax.train import language_model
 from experiments import char_lm
 
+# Their module-scoped runs are made once: tests sharing them stay on one xdist worker.
+pytestmark = pytest.mark.xdist_group("char_lm")
+
 SHAKESPEARE = os.path.join(SHARED_DATA, "tinyshakespeare", "input.txt")
 STEPS = 30
 

@@ -15,6 +15,9 @@ from deeplearn_jax.rl import atari, dqn, envs, replay
 from deeplearn_jax.train import loop
 from experiments import dqn as experiment
 
+# Their module-scoped runs are made once: tests sharing them stay on one xdist worker.
+pytestmark = pytest.mark.xdist_group("dqn")
+
 
 def _config(variant="smoke", **overrides):
   c = experiment.get_config(variant)

@@ -16,6 +16,9 @@ from deeplearn_jax.train import supervised
 from deeplearn_jax.train.state import load_pretrained, make_init
 from experiments import lenet, representations, transfer
 
+# Their module-scoped runs are made once: tests sharing them stay on one xdist worker.
+pytestmark = pytest.mark.xdist_group("explain_transfer")
+
 
 def _images(n=16, shape=(8, 8, 1), seed=0):
   k1, k2 = jax.random.split(jax.random.PRNGKey(seed))

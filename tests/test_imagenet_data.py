@@ -15,6 +15,9 @@ from deeplearn_jax import data
 from deeplearn_jax.data import imagenet
 from deeplearn_jax.errors import DataError
 
+# Their module-scoped runs are made once: tests sharing them stay on one xdist worker.
+pytestmark = pytest.mark.xdist_group("imagenet_data")
+
 
 def _jpeg(width, height, mode="RGB", seed=0, fmt="JPEG") -> bytes:
   """Smooth random content (JPEG-friendly, so decoded scales can be compared)."""

@@ -18,6 +18,9 @@ from deeplearn_jax.train import contrastive_divergence
 from experiments import rbm as experiment
 from conftest import patch_batches, smoke_config
 
+# Their module-scoped runs are made once: tests sharing them stay on one xdist worker.
+pytestmark = pytest.mark.xdist_group("rbm")
+
 REQUIRED = ("test_log_likelihood_ais", "test_log_likelihood_ais_lower",
             "test_log_likelihood_ais_upper", "test_pseudo_log_likelihood",
             "test_reconstruction_error", "steps", "num_params", "train_seconds",
