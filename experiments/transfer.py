@@ -18,14 +18,14 @@ Variants: mnist (default) | cifar10 (fast_cifar, classes 0-4 -> 5-9, small: see 
           ,smoke: the embedded digits, a few steps, seconds.
 Hardware: 2 cores of an AMD EPYC CPU shared with other jobs, no GPU, JAX 0.10.2, float32.
 Results:  the run's results.json (`cells`: mean, std, min, max over seeds of each method
-          x labels cell; `curve`: the layer curve). Measured here (seed 0 and 1, load
-          average 15-20 on the 2 cores, 2-4 min per child run): source net on 0-4 99.69%;
-          with 10 labels per class: frozen features + new head 64.4 / 70.1%, fine-tuning
-          84.4 / 88.5%, scratch 80.7 / 82.5% (fine-tuning +4.9 points); with 50: frozen
-          72.2 / 73.6%, fine-tuning 94.3 / 94.9%, scratch 91.7 / 93.5% (+2.0 points).
-          Target (>= 5 points) missed. Layer curve (50 labels, n = 0..4 layers copied
-          and frozen): 92.6, 93.8, 95.3, 91.5, 72.9%. All labels (1 epoch): frozen
-          74.8 / 76.4%, fine-tuning 98.1 / 98.4%, scratch 97.3 / 97.3%.
+          x labels cell; `curve`: the layer curve). Measured here (seeds 0, 1, 2;
+          2026-11-26, 8 min 12 s for the grid beside two other runs): source net on 0-4
+          99.69%; with 10 labels per class: frozen features + new head 67.2%, fine-tuning
+          87.4% (84.4 / 88.5 / 89.3), scratch 83.5% (80.7 / 82.5 / 87.4): +3.9 points;
+          with 50: frozen 72.3%, fine-tuning 94.7%, scratch 93.1% (+1.6); with 100:
+          72.5 / 96.3 / 95.0% (+1.3). Target (>= 5 points) missed. Layer curve (50
+          labels, n = 0..4 layers copied and frozen): 93.1, 93.8, 95.4, 91.7, 72.3%. All
+          labels (1 epoch): frozen 74.6%, fine-tuning 98.2%, scratch 97.5%.
           :cifar10 (2026-11-26, 18 min 46 s wall beside two other runs): source net on
           classes 0-4 85.42%; on 5-9 with 100 labels per class, fine-tuning 83.12 / 82.24%,
           scratch 78.34 / 76.22% (+5.4 points).
