@@ -42,7 +42,8 @@ Result (seed 0):
           same curve bit for bit, 318 s for the process (116 ms an iteration); our
           PyTorch rewrite of nanoGPT's recipe gets 1.910 on the same whole-split metric.
           With every dense layer's input flattened to 2-D (models/layers.Dense, later
-          that day): val 1.904 again, 104.4 ms an iteration, 316 s for the process.
+          that day): val 1.904 again, 104.4 and 92.5 ms an iteration in two runs
+          (316 and 278 s for the process).
   transformer (nanoGPT's GPU run, 10,745,088 parameters; published val 1.4697 on an
           A100, its best checkpoint): on one NVIDIA H200 (jax 0.11.2, bf16, 2026-11-26)
           with --gpu_deterministic: validation over the whole split, every 250
