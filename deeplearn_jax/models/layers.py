@@ -1,6 +1,7 @@
 """Layers with the same maths and parameters as flax's, written so XLA's CPU backend
-runs them fast (measured in benchmarks/lenet_throughput.py). Elsewhere they are plain
-matmuls and elementwise ops; their speed on GPUs and TPUs was not measured here."""
+runs them fast (measured in benchmarks/lenet_throughput.py and char_lm_nanogpt.py).
+Elsewhere they are plain matmuls and elementwise ops; their speed on GPUs and TPUs was
+not measured here."""
 
 import flax.linen as nn
 import jax
