@@ -230,11 +230,9 @@ def _train_net(config, workdir, mols, split, task_cols: list[int]) -> dict:
   """One net (multi-task or one task) on the supervised trainer; its test AUCs at the
   evaluation with the best mean validation AUC."""
   train, valid, test = split
-  scaling = config.data.descriptor_scaling
-  ds = molecules.dataset(mols, train, valid, task_cols, config.tox21.class_weight, "tox21",
-                         scaling)
+  x = molecules.inputs(mols, train, config.data.descriptor_scaling)
+  ds = molecules.dataset(mols, train, valid, task_cols, config.tox21.class_weight, "tox21", x)
   names = [mols.tasks[i] for i in task_cols]
-  x = molecules.inputs(mols, train, scaling)
   held = {s: ArraySplit({"input": x[rows], "label": mols.labels[rows][:, task_cols]})
           for s, rows in (("val", valid), ("test", test))}
   mesh = inputs.checked(config, ds)[0]

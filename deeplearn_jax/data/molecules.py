@@ -251,14 +251,16 @@ def inputs(mols: Molecules, train: np.ndarray, scaling: str = "standard") -> np.
 
 
 def dataset(mols: Molecules, train: np.ndarray, test: np.ndarray, tasks: list[int] | None = None,
-            class_weight: bool = True, name: str = "molecules", scaling: str = "standard"):
+            class_weight: bool = True, name: str = "molecules", x: np.ndarray | None = None):
   """A data.Dataset of rows `train` and `test` (e.g. the validation rows during
-  training), optionally only the task columns `tasks`; inputs as `inputs` makes them."""
+  training), optionally only the task columns `tasks`; x: every row's inputs, made by
+  `inputs(mols, train)` when not given (a caller that also scores other rows passes the
+  ones it made)."""
   from deeplearn_jax import data  # data/__init__ imports this package's siblings
 
   cols = list(range(len(mols.tasks))) if tasks is None else list(tasks)
   y = mols.labels[:, cols]
-  x = inputs(mols, train, scaling)
+  x = inputs(mols, train) if x is None else x
   weights = positive_weights(y[train]) if class_weight else np.ones(len(cols), np.float32)
   return data.Dataset(name, ArraySplit({"input": x[train], "label": y[train]}),
                       ArraySplit({"input": x[test], "label": y[test]}), len(cols),
