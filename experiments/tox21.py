@@ -237,8 +237,6 @@ def _train_net(config, workdir, mols, split, task_cols: list[int]) -> dict:
           for s, rows in (("val", valid), ("test", test))}
   mesh = inputs.checked(config, ds)[0]
 
-  predictions = os.path.join(workdir, "predictions")
-
   def evaluate_extra(model, state) -> dict[str, float]:
     apply = _predictor(model)
     out, scores = {}, {}
@@ -247,23 +245,25 @@ def _train_net(config, workdir, mols, split, task_cols: list[int]) -> dict:
                                      ds, mesh)
       out.update(_auc_figures(s, roc_aucs(scores[s], sp.arrays["label"]), names))
     # Kept per evaluation, so that an ensemble (and a resumed run) can read the selected one.
-    os.makedirs(predictions, exist_ok=True)
-    np.savez(os.path.join(predictions, f"{int(state.step)}.npz"), **scores)
+    path = _predictions(workdir, int(state.step))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path, **scores)
     return out
 
   res = supervised.run(config, workdir, dataset=ds, evaluate_extra=evaluate_extra).results
   rows = [r for r in metrics.read_metrics(workdir) if r["split"] in ("eval", "test")
           and np.isfinite(r.get("val_roc_auc", np.nan))]
   best = max(rows, key=lambda r: r["val_roc_auc"]) if rows else {}
-  if best:
-    with np.load(os.path.join(predictions, f"{best['step']}.npz")) as f:
-      selected = {s: f[s] for s in held}
-  return {"selected": selected if best else None,
-          "selected_step": best.get("step"), "val_roc_auc": best.get("val_roc_auc"),
+  return {"selected_step": best.get("step"), "val_roc_auc": best.get("val_roc_auc"),
           "test_roc_auc": best.get("test_roc_auc"),
           "test_auc": {t: best.get(f"test_auc/{t}") for t in names},
           "final_test_roc_auc": res.get("test_roc_auc"), "num_params": res["num_params"],
           "train_seconds": res.get("train_seconds")}
+
+
+def _predictions(workdir: str, step: int) -> str:
+  """Where a net's validation and test scores at evaluation `step` are kept."""
+  return os.path.join(workdir, "predictions", f"{step}.npz")
 
 
 @functools.lru_cache(maxsize=8)
@@ -315,9 +315,9 @@ def train_one(config: ml_collections.ConfigDict, workdir: str, dataset) -> dict:
   if kind == "multi":
     tasks = list(range(len(mols.tasks)))
     if config.tox21.ensemble == 1:
-      return _public(_train_net(config, workdir, mols, split, tasks))
+      return _train_net(config, workdir, mols, split, tasks)
     return _ensemble(config, workdir, mols, split, tasks)
-  per_task = {t: _public(_train_net(config, os.path.join(workdir, t), mols, split, [i]))
+  per_task = {t: _train_net(config, os.path.join(workdir, t), mols, split, [i])
               for i, t in enumerate(mols.tasks)}
   aucs = {t: r["test_roc_auc"] for t, r in per_task.items()}
   return {"test_roc_auc": float(np.nanmean([a for a in aucs.values() if a is not None])),
@@ -326,26 +326,25 @@ def train_one(config: ml_collections.ConfigDict, workdir: str, dataset) -> dict:
           "train_seconds": sum(r["train_seconds"] or 0.0 for r in per_task.values())}
 
 
-def _public(result: dict) -> dict:
-  """A net's result without its selected predictions (arrays, not for results.json)."""
-  return {k: v for k, v in result.items() if k != "selected"}
-
-
 def _ensemble(config, workdir, mols, split, tasks) -> dict:
   """`tox21.ensemble` multi-task nets on one split, each at its own best validation
   evaluation; their sigmoid probabilities averaged, then scored like one net."""
-  members = [_train_net(configs.replaced(config, seed=config.seed + 1000 * k),
-                        os.path.join(workdir, f"net{k}"), mols, split, tasks)
-             for k in range(config.tox21.ensemble)]
-  if any(m["selected"] is None for m in members):
+  folders = [os.path.join(workdir, f"net{k}") for k in range(config.tox21.ensemble)]
+  members = [_train_net(configs.replaced(config, seed=config.seed + 1000 * k), folder, mols,
+                        split, tasks) for k, folder in enumerate(folders)]
+  if any(m["selected_step"] is None for m in members):
     raise UserError("config.tox21.ensemble needs evaluations during training "
                     "(config.eval_every_epochs or eval_every_steps)")
+  selected = []
+  for folder, m in zip(folders, members):
+    with np.load(_predictions(folder, m["selected_step"])) as f:
+      selected.append({s: jax.nn.sigmoid(f[s]) for s in ("val", "test")})
   names = [mols.tasks[i] for i in tasks]
-  out = {"members": [_public(m) for m in members],
+  out = {"members": members,
          "member_mean_test_roc_auc": float(np.mean([m["test_roc_auc"] for m in members])),
          "train_seconds": sum(m["train_seconds"] or 0.0 for m in members)}
   for s, rows in (("val", split[1]), ("test", split[2])):
-    p = np.mean([jax.nn.sigmoid(m["selected"][s]) for m in members], axis=0)
+    p = np.mean([probs[s] for probs in selected], axis=0)
     figures = _auc_figures(s, roc_aucs(p, mols.labels[rows][:, tasks]), names)
     out[f"{s}_roc_auc"] = figures[f"{s}_roc_auc"]
     if s == "test":
