@@ -101,6 +101,42 @@ def test_eight_devices_match_one_device(tmp_path):
   assert abs(one.results["test_loss"] - eight.results["test_loss"]) < 1e-3
 
 
+def _same_params(a, b) -> bool:
+  same = jax.tree.map(lambda x, y: np.array_equal(np.asarray(x), np.asarray(y)), a, b)
+  return all(jax.tree.leaves(same))
+
+
+def test_chunked_steps_equal_single_steps(tmp_path):
+  """steps_per_call = 4: the same batches in the same order, scanned 4 to a call, give
+  the same parameters bit for bit (supervised and CD trainers); checkpoints fall on the
+  chunks' ends; a length that is not whole chunks, or k < 1, is one clear error."""
+  from experiments import rbm
+  from deeplearn_jax.train import contrastive_divergence
+  one = supervised.run(_smoke(module=mnist_dnn, variant="dropout,smoke"), str(tmp_path / "a"))
+  four = supervised.run(_smoke(module=mnist_dnn, variant="dropout,smoke", steps_per_call=4),
+                        str(tmp_path / "b"))
+  assert int(four.state.step) == int(one.state.step) == 80
+  assert _same_params(one.state.params, four.state.params)
+  assert four.results["test_loss"] == one.results["test_loss"]
+  assert saved_steps(str(tmp_path / "b" / "checkpoints")) == [28, 52, 80]
+  cd_one = contrastive_divergence.run(_smoke(module=rbm), str(tmp_path / "c"))
+  cd_four = contrastive_divergence.run(_smoke(module=rbm, steps_per_call=4), str(tmp_path / "d"))
+  assert _same_params(cd_one.state.params, cd_four.state.params)
+  with pytest.raises(UserError, match="not a whole number of chunks of 7 steps"):
+    supervised.run(_smoke(steps_per_call=7), str(tmp_path / "e"))
+  with pytest.raises(UserError, match="steps_per_call must be >= 1"):
+    supervised.run(_smoke(steps_per_call=0), str(tmp_path / "f"))
+
+
+@pytest.mark.accelerator(devices=8)
+def test_chunked_steps_on_eight_devices_match_one_device(tmp_path):
+  one = supervised.run(_smoke(**{"mesh.data": 1}), str(tmp_path / "one"))
+  eight = supervised.run(_smoke(**{"mesh.data": 8, "steps_per_call": 5}),
+                         str(tmp_path / "eight"))
+  assert eight.state.params["C1"]["kernel"].sharding.mesh.size == 8
+  assert abs(one.results["test_loss"] - eight.results["test_loss"]) < 1e-3
+
+
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   def poison(step, batch):
     if step >= 25:

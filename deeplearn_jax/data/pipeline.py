@@ -55,6 +55,18 @@ def _iterate(ds: grain.MapDataset, num_threads: int, num_workers: int) -> Iterat
   return iter(it)
 
 
+# An index array [rows] reads one batch; [steps, rows] (a chunk) reads `steps` batches
+# as one, laid out [rows, steps, ...] so that the rows stay the axis the mesh splits.
+def _rows(idx: np.ndarray) -> np.ndarray:
+  return idx.T.reshape(-1)
+
+
+def _as_chunk(batch: Batch, idx: np.ndarray) -> Batch:
+  if idx.ndim == 1:
+    return batch
+  return {k: v.reshape(idx.shape[1], idx.shape[0], *v.shape[1:]) for k, v in batch.items()}
+
+
 # What is mapped over index batches: classes rather than closures, so that worker
 # processes receive just the split and the transform (the class pickles by reference).
 class _Load:
@@ -62,7 +74,7 @@ class _Load:
     self.split, self.transform = split, transform
 
   def __call__(self, idx: np.ndarray) -> Batch:
-    return self.transform(self.split.gather(idx))
+    return _as_chunk(self.transform(self.split.gather(_rows(idx))), idx)
 
 
 class _RandomLoad:
@@ -70,7 +82,7 @@ class _RandomLoad:
     self.split, self.transform = split, transform
 
   def __call__(self, idx: np.ndarray, rng: np.random.Generator) -> Batch:
-    return self.transform(self.split.gather(idx), rng)
+    return _as_chunk(self.transform(self.split.gather(_rows(idx)), rng), idx)
 
 
 class _PaddedLoad:
@@ -89,24 +101,32 @@ class _PaddedLoad:
 def train_batches(split: Split, *, seed: int, global_batch: int, start_step: int,
                   end_step: int, transform: Callable[[Batch], Batch], num_threads: int = 2,
                   train_transform: RandomTransform | None = None,
-                  num_workers: int = 0) -> Iterator[Batch]:
+                  num_workers: int = 0, steps_per_chunk: int = 1) -> Iterator[Batch]:
   """This process's rows of global batches start_step .. end_step-1.
 
   train_transform(raw rows, rng), when given, replaces transform (random augmentation):
   its numpy Generator is derived from (seed, step), so a resumed run draws the same.
-  num_workers > 0 makes batches in worker processes (e.g. JPEG decoding): same batches."""
+  num_workers > 0 makes batches in worker processes (e.g. JPEG decoding): same batches.
+  steps_per_chunk = k > 1: each item holds the next k batches, every array laid out
+  [rows, k, ...] (the same examples as k single batches; one augmentation generator per
+  chunk); start_step and end_step must then be multiples of k."""
   n = len(split)
   if global_batch > n:
     raise ValueError(f"batch_size {global_batch} exceeds the {n} training examples")
+  k = steps_per_chunk
+  if start_step % k or end_step % k:
+    raise ValueError(f"steps {start_step}..{end_step} are not whole chunks of {k} steps")
   procs, me = jax.process_count(), jax.process_index()
   epochs = math.ceil(end_step * global_batch / n) + 1
   ds = grain.MapDataset.range(n).shuffle(seed=seed).repeat(epochs)
   ds = ds[me::procs].batch(global_batch // procs, drop_remainder=True)
+  if k > 1:  # fewer, larger items: grain's and the host loop's cost per item is paid once
+    ds = ds.batch(k, drop_remainder=True)
   if train_transform is None:
     ds = ds.map(_Load(split, transform))
   else:  # before slicing, so that step s always gets the same generator
     ds = ds.random_map(_RandomLoad(split, train_transform), seed=seed)
-  ds = ds[start_step:end_step]
+  ds = ds[start_step // k:end_step // k]
   return _iterate(ds, num_threads, num_workers)
 
 

@@ -38,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   """configs.base() plus `rbm` (the learning rule) and `eval` (measures, pictures)."""
   c = configs.base()
   c.batch_size = 100
+  c.steps_per_call = 1            # steps per compiled call (a lax.scan over a chunk of batches)
   c.data.normalize = "binarize"   # {0, 1} pixels for binary visible units
   c.rbm = ml_collections.ConfigDict(dict(
       num_hidden=500,
@@ -292,11 +293,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   trainer = loop.Trainer(
       name=f"rbm {name}", init=make_init(config, visible_mean),
-      step=make_train_step(config, switch), evaluate=evaluate, test=test, results=results,
+      step=inputs.scanned(make_train_step(config, switch), config.steps_per_call),
+      evaluate=evaluate, test=test, results=results,
       batches=lambda start: inputs.train_batches(config, ds, start, total_steps),
       after=lambda state, _: _draw(config, ds, state.params, workdir, name),
       progress={"recon": "reconstruction_error", "pll": "pseudo_log_likelihood"},
-      examples_per_step=config.batch_size,
+      examples_per_step=config.batch_size, steps_per_call=config.steps_per_call,
       init_error=f"an RBM cannot be built on {ds.name} inputs {ds.input_shape}")
   out = loop.run(config, workdir, trainer, mesh=mesh, steps_per_epoch=steps_per_epoch,
                  total_steps=total_steps)

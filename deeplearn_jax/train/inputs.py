@@ -2,12 +2,14 @@
 the run's length, training batches by step, and means over an evaluation split."""
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from deeplearn_jax import data, parallel
 from deeplearn_jax.configs import train_length
 from deeplearn_jax.data.buckets import Buckets
+from deeplearn_jax.errors import UserError
 from deeplearn_jax.train import nan_guard
 
 
@@ -27,15 +29,35 @@ def train_batches(config: ml_collections.ConfigDict, ds: data.Dataset, start_ste
                   end_step: int):
   """This process's training batches start_step .. end_step-1: batch s is a function of
   (seed, s), so a resume restarts the data exactly where it stopped. A length-bucketed
-  split (data/buckets.py) draws its own batches."""
+  split (data/buckets.py) draws its own batches. With config.steps_per_call = k > 1,
+  chunks of k batches laid out [rows, k, ...], for a step made by `scanned`."""
+  k = config.get("steps_per_call", 1)
   if isinstance(ds.train, Buckets):
+    if k != 1:
+      raise UserError("config.steps_per_call > 1 needs batches of one shape; this "
+                      "dataset's are bucketed by length")
     return ds.train.train_batches(config.seed, config.batch_size, start_step, end_step,
                                   ds.transform)
   return data.train_batches(ds.train, seed=config.seed, global_batch=config.batch_size,
                             start_step=start_step, end_step=end_step, transform=ds.transform,
                             num_threads=config.data.num_threads,
                             num_workers=config.data.num_workers,
-                            train_transform=ds.train_transform)
+                            train_transform=ds.train_transform, steps_per_chunk=k)
+
+
+def scanned(step, k: int):
+  """A train step (state, batch) -> (state, metrics) made into one over a chunk of
+  train_batches' [rows, k, ...] batches (k = config.steps_per_call; k = 1: `step` as it
+  is): a lax.scan over the k steps, one compiled call and one host transfer for all of
+  them (the host loop, not the device, bounds small models on a GPU); the metrics come
+  stacked along a leading axis of k, as the loop driver expects of a chunk."""
+  if k == 1:
+    return step
+
+  def chunk_step(state, chunk):
+    return jax.lax.scan(step, state, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), chunk))
+
+  return chunk_step
 
 
 def eval_means(step_fn, split, config: ml_collections.ConfigDict, ds: data.Dataset,

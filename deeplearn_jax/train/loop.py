@@ -90,6 +90,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
   abstract, shardings = shapes(trainer.init, mesh, trainer.init_error, trainer.shardings)
   target = abstract_like(abstract, shardings)
   stride = trainer.steps_per_call
+  if stride < 1:
+    raise UserError(f"config.steps_per_call must be >= 1, got {stride}")
   if total_steps % stride:
     raise UserError(f"the run's {total_steps} steps are not a whole number of chunks of "
                     f"{stride} steps")

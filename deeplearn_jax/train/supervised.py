@@ -27,6 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
   """configs.base() plus the keys of supervised training; each experiment fills in
   its own values."""
   c = configs.base()
+  c.steps_per_call = 1            # steps per compiled call (a lax.scan over a chunk of
+                                  # batches): > 1 when the host loop bounds a small model
   c.log_layer_grad_norms = False  # also log each kernel's gradient norm (grad_norm/<module>)
   c.l1 = 0.0                      # L1 penalty on weights (sparsity)
   c.l2 = 0.0                      # L2 penalty on weights, added to the loss
@@ -105,12 +107,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset |
                       if k not in ("loss", "accuracy", "top5_accuracy")}}
 
   trainer = loop.Trainer(
-      name=name, init=init, step=make_train_step(model, tx, config), evaluate=evaluate,
+      name=name, init=init, evaluate=evaluate,
+      step=inputs.scanned(make_train_step(model, tx, config), config.steps_per_call),
       results=results, batches=lambda start: inputs.train_batches(config, ds, start,
                                                                   total_steps),
       log_extras=lambda step: {"learning_rate": float(lr_fn(step))},
       progress={"loss": "loss", "acc": "accuracy"}, examples_per_step=config.batch_size,
-      init_error=init_error)
+      steps_per_call=config.steps_per_call, init_error=init_error)
   out = loop.run(config, workdir, trainer, mesh=mesh, steps_per_epoch=steps_per_epoch,
                  total_steps=total_steps)
   return Outcome(out.results, out.state, model, ds)
