@@ -76,10 +76,12 @@ class Normalize:
 
   def __init__(self, scale: float, mean, std, binarize: bool):
     self.scale, self.mean, self.std, self.binarize = np.float32(scale), mean, std, binarize
+    # Which passes are not identities, decided once: on a GPU the host's conversion of
+    # each batch can cost more than the step itself.
+    self.center, self.rescale = bool(np.any(mean != 0)), bool(np.any(std != 1))
 
   def __call__(self, batch: Batch) -> Batch:
-    # In place on the one new array, and no pass for an identity (mean 0, std 1): on a
-    # GPU the host's conversion of each batch can cost more than the step itself.
+    # In place on the one new array.
     x = batch["input"].astype(np.float32)
     if self.scale != 1:
       x *= self.scale
@@ -87,9 +89,9 @@ class Normalize:
       # Deterministic threshold at 1/2, the common binarisation of MNIST for RBMs
       # (the other one samples each pixel with its intensity as probability).
       x = (x > 0.5).astype(np.float32)
-    if np.any(self.mean != 0):
+    if self.center:
       x -= self.mean
-    if np.any(self.std != 1):
+    if self.rescale:
       x /= self.std
     return {"input": x, "label": batch["label"].astype(np.int32)}
 
