@@ -165,8 +165,12 @@ def lenet_config(args):
     c.data.tfds_data_dir = args.tfds_data_dir
     c.eval_every_epochs = 1.0
     c.progress = False
+    # The host loop and input pipeline, not the GPU, bounded one step a call: the data
+    # stay on the device and half an epoch runs as one compiled call.
+    c.data.on_device = True
+    c.steps_per_call = 234
     if args.smoke:  # a few steps and two evaluations: the code path, not the target
-      c.num_train_steps, c.log_every_steps = 40, 10
+      c.num_train_steps, c.log_every_steps, c.steps_per_call = 40, 10, 20
       c.eval_every_steps, c.eval_every_epochs = 20, -1.0
   return c
 

@@ -45,6 +45,9 @@ def base() -> ml_collections.ConfigDict:
       num_threads=2,              # grain prefetch threads
       num_workers=0,              # grain worker processes making batches (JPEG decoding);
                                   # 0 = threads only
+      on_device=False,            # keep the training split on the devices and gather each
+                                  # batch there (in-memory datasets; fast small models on
+                                  # a GPU): see train/inputs.py's Feed
   ))
   return c
 

@@ -105,10 +105,17 @@ def check_batch_size(global_batch: int, mesh: Mesh, what: str = "batch_size") ->
   return global_batch // jax.process_count()
 
 
-def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Assembles one global array per key from each process's own rows."""
+def global_batch(local: dict[str, Any], mesh: Mesh) -> dict[str, Any]:
+  """Assembles one global array per leaf from each process's own rows; a leaf that is
+  already a global jax.Array (a dataset kept on the devices) passes as it is."""
   sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+  return jax.tree.map(lambda v: v if isinstance(v, jax.Array)
+                      else jax.make_array_from_process_local_data(sharding, v), local)
+
+
+def replicated_array(value: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A host array every process holds whole, as one global array on every device."""
+  return jax.make_array_from_callback(value.shape, replicated(mesh), lambda i: value[i])
 
 
 def param_sharding(abstract_tree: Any, mesh: Mesh, model_axis_dim=None) -> Any:

@@ -128,13 +128,37 @@ def test_chunked_steps_equal_single_steps(tmp_path):
     supervised.run(_smoke(steps_per_call=0), str(tmp_path / "f"))
 
 
+def test_data_on_device_gives_the_host_batches_bit_for_bit(tmp_path):
+  """config.data.on_device: the training split kept on the device, each step gathering
+  its rows by index, trains exactly as the host's batches do (supervised in chunks of
+  4, and CD one step a call); a dataset it cannot hold is one clear error."""
+  from experiments import rbm
+  from deeplearn_jax.train import contrastive_divergence
+  variant, on = "dropout,smoke", {"data.on_device": True}
+  host = supervised.run(_smoke(module=mnist_dnn, variant=variant, steps_per_call=4),
+                        str(tmp_path / "a"))
+  device = supervised.run(_smoke(module=mnist_dnn, variant=variant, steps_per_call=4, **on),
+                          str(tmp_path / "b"))
+  assert _same_params(host.state.params, device.state.params)
+  cd_host = contrastive_divergence.run(_smoke(module=rbm), str(tmp_path / "c"))
+  cd_device = contrastive_divergence.run(_smoke(module=rbm, **on), str(tmp_path / "d"))
+  assert _same_params(cd_host.state.params, cd_device.state.params)
+  with pytest.raises(UserError, match="on_device needs .* no augmentation"):
+    supervised.run(_smoke(**on, **{"data.augment": "flip"}), str(tmp_path / "e"))
+  assert not (tmp_path / "e").exists()
+
+
 @pytest.mark.accelerator(devices=8)
 def test_chunked_steps_on_eight_devices_match_one_device(tmp_path):
+  """Chunks split over 8 devices, with host batches and with the data on the devices."""
   one = supervised.run(_smoke(**{"mesh.data": 1}), str(tmp_path / "one"))
   eight = supervised.run(_smoke(**{"mesh.data": 8, "steps_per_call": 5}),
                          str(tmp_path / "eight"))
   assert eight.state.params["C1"]["kernel"].sharding.mesh.size == 8
   assert abs(one.results["test_loss"] - eight.results["test_loss"]) < 1e-3
+  resident = supervised.run(_smoke(**{"mesh.data": 8, "steps_per_call": 5,
+                                      "data.on_device": True}), str(tmp_path / "resident"))
+  assert _same_params(eight.state.params, resident.state.params)
 
 
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

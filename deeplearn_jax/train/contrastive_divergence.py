@@ -291,11 +291,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       out["test_log_likelihood_exact"] = final["log_likelihood_exact"]
     return out
 
+  feed = inputs.Feed(config, ds, mesh)
   trainer = loop.Trainer(
       name=f"rbm {name}", init=make_init(config, visible_mean),
-      step=inputs.scanned(make_train_step(config, switch), config.steps_per_call),
+      step=feed.step(make_train_step(config, switch)),
       evaluate=evaluate, test=test, results=results,
-      batches=lambda start: inputs.train_batches(config, ds, start, total_steps),
+      batches=lambda start: feed.batches(start, total_steps),
       after=lambda state, _: _draw(config, ds, state.params, workdir, name),
       progress={"recon": "reconstruction_error", "pll": "pseudo_log_likelihood"},
       examples_per_step=config.batch_size, steps_per_call=config.steps_per_call,

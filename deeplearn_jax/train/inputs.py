@@ -60,6 +60,77 @@ def scanned(step, k: int):
   return chunk_step
 
 
+class _Indices:
+  """A split of n rows whose gather returns the row numbers themselves."""
+
+  def __init__(self, n: int):
+    self.n = n
+
+  def __len__(self) -> int:
+    return self.n
+
+  def gather(self, indices: np.ndarray) -> data.Batch:
+    return {"index": indices.astype(np.int32)}
+
+
+def _identity(batch: data.Batch) -> data.Batch:
+  return batch
+
+
+class Feed:
+  """A trainer's training batches and the step that takes them, by config.steps_per_call
+  (k batches a compiled call) and config.data.on_device.
+
+  on_device: the raw training split (e.g. MNIST's uint8 images, 47 MB) is put on every
+  device once, and each step receives only the row numbers of its batch (the same
+  (seed, step) stream as the host path) and gathers and normalises the rows inside the
+  compiled step. On a GPU a small model's step is shorter than the host's gathering and
+  conversion of its batch; this removes both. The step's inputs are the same as the
+  host's, bit for bit (but for standardizing: see data.Normalize)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, ds: data.Dataset, mesh):
+    self.config, self.ds = config, ds
+    self.k = config.get("steps_per_call", 1)
+    self.rows = None
+    if config.data.get("on_device", False):
+      if (not isinstance(ds.train, data.ArraySplit) or ds.train_transform is not None
+          or not isinstance(ds.transform, data.Normalize)):
+        raise UserError(f"config.data.on_device needs a dataset held in memory as arrays "
+                        f"and no augmentation; {ds.name} is not")
+      self.rows = {k: parallel.replicated_array(v, mesh) for k, v in ds.train.arrays.items()}
+
+  def batches(self, start_step: int, end_step: int):
+    """Host batches start_step .. end_step-1 (chunks of k), as train_batches."""
+    if self.rows is None:
+      return train_batches(self.config, self.ds, start_step, end_step)
+    c = self.config
+    index = data.train_batches(_Indices(len(self.ds.train)), seed=c.seed,
+                               global_batch=c.batch_size, start_step=start_step,
+                               end_step=end_step, transform=_identity,
+                               num_threads=c.data.num_threads, steps_per_chunk=self.k)
+    return ({"index": b["index"], "rows": self.rows} for b in index)
+
+  def step(self, step):
+    """`step` (state, batch) -> (state, metrics) made into the step of these batches."""
+    if self.rows is None:
+      return scanned(step, self.k)
+    normalize = self.ds.transform.on_device
+
+    def gathered(state, index, rows):
+      batch = normalize(jax.tree.map(lambda a: a[index], rows))
+      # Unfused from the model's first layer, which then compiles as for a host batch
+      # (fused, its float32 sums came out 1 ulp apart).
+      return step(state, jax.lax.optimization_barrier(batch))
+
+    def chunk_step(state, batch):
+      if self.k == 1:
+        return gathered(state, batch["index"], batch["rows"])
+      return jax.lax.scan(lambda s, i: gathered(s, i, batch["rows"]), state,
+                          batch["index"].T)
+
+    return chunk_step
+
+
 def eval_means(step_fn, split, config: ml_collections.ConfigDict, ds: data.Dataset,
                mesh) -> dict[str, float]:
   """Means over every example of `split`. step_fn(global_batch, batch_index) returns

@@ -106,11 +106,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset |
     return {**out, **{k: v for k, v in test.items()
                       if k not in ("loss", "accuracy", "top5_accuracy")}}
 
+  feed = inputs.Feed(config, ds, mesh)
   trainer = loop.Trainer(
       name=name, init=init, evaluate=evaluate,
-      step=inputs.scanned(make_train_step(model, tx, config), config.steps_per_call),
-      results=results, batches=lambda start: inputs.train_batches(config, ds, start,
-                                                                  total_steps),
+      step=feed.step(make_train_step(model, tx, config)), results=results,
+      batches=lambda start: feed.batches(start, total_steps),
       log_extras=lambda step: {"learning_rate": float(lr_fn(step))},
       progress={"loss": "loss", "acc": "accuracy"}, examples_per_step=config.batch_size,
       steps_per_call=config.steps_per_call, init_error=init_error)
