@@ -21,9 +21,9 @@ from deeplearn_jax.checkpoint import read_checkpoint
 # so the shared two-process run (the fixture) is made once, not once per worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multiprocess")]
 
-STEPS = 200
+STEPS = 100
 COMMAND = ["experiments.lenet", "--config=experiments/lenet.py:smoke",
-           f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=50",
+           f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=25",
            "--config.eval_every_steps=-1", "--config.eval_every_epochs=-1"]
 
 
@@ -71,10 +71,10 @@ def test_two_processes_train_like_one(two_process_run, tmp_path):
   multi, single = _losses(two_process_run), _losses(tmp_path / "single")
   assert [s for s, _ in multi] == [s for s, _ in single] and len(multi) == STEPS // 10
   # The collectives sum in another order (gloo across processes vs in-process), so
-  # float32 results differ in the last bits and training amplifies that over 200 steps:
+  # float32 results differ in the last bits and training amplifies that over the run:
   # the first steps agree closely, the whole run within 1%.
   a_loss, b_loss = [l for _, l in multi], [l for _, l in single]
-  np.testing.assert_allclose(a_loss[:5], b_loss[:5], rtol=1e-4)
+  np.testing.assert_allclose(a_loss[:3], b_loss[:3], rtol=1e-4)
   np.testing.assert_allclose(a_loss, b_loss, rtol=1e-2, atol=1e-4)
   a = json.loads((two_process_run / "results.json").read_text())
   b = json.loads((tmp_path / "single" / "results.json").read_text())
@@ -86,7 +86,7 @@ def test_dead_peer_stops_the_others_and_restart_resumes(two_process_run, tmp_pat
   workdir = tmp_path / "run"
   procs = _launch(workdir, tmp_path)
   deadline = time.time() + 300
-  while not any(s >= 100 for s, _ in (_losses(workdir) if (workdir / "metrics.jsonl").exists()
+  while not any(s >= STEPS // 2 for s, _ in (_losses(workdir) if (workdir / "metrics.jsonl").exists()
                                        else [])):
     assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-2000:]
     assert time.time() < deadline
