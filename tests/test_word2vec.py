@@ -141,9 +141,9 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(trained, tmp_path, mo
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"", "holds no words"),
+    (b"", "is empty"),
     (b"1234 5678 -- !!\n", "holds no words"),
-    (bytes(range(256)) * 8, "binary file, not text"),
+    (bytes(range(256)) * 8, "not a text file"),
     (b"caf\xe9 au lait\n", "not UTF-8 text"),
 ])
 def test_a_bad_corpus_is_one_clear_line_exit_2(tmp_path, content, message):

@@ -9,6 +9,7 @@ validation windows that cover the whole validation split.
 """
 
 import dataclasses
+import gzip
 import os
 
 import ml_collections
@@ -62,12 +63,14 @@ def path_of(config: ml_collections.ConfigDict) -> str:
 
 
 def read(path: str) -> str:
-  """The text of a UTF-8 file; a missing, empty or binary file is a DataError."""
+  """The text of a UTF-8 file (a .gz one through gzip): the one reader of every text
+  dataset (character LMs, word corpora). A missing, empty or binary file is a DataError."""
   try:
-    with open(path, "rb") as f:
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
       raw = f.read()
-  except OSError as e:
-    raise DataError(f"cannot read text file {path}: {e.strerror}") from None
+  except (OSError, EOFError) as e:  # EOFError: a truncated .gz
+    why = getattr(e, "strerror", None) or e
+    raise DataError(f"cannot read text file {path}: {why}") from None
   if not raw:
     raise DataError(f"text file {path} is empty")
   # NUL bytes never occur in text and are common in binary files (UTF-16 included).

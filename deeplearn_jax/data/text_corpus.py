@@ -16,7 +16,6 @@ Also the two word2vec sampling distributions (Mikolov et al. 2013):
 """
 
 import dataclasses
-import gzip
 import hashlib
 import os
 import re
@@ -25,6 +24,7 @@ from collections import Counter
 
 import numpy as np
 
+from deeplearn_jax.data import text
 from deeplearn_jax.errors import DataError
 
 _NON_LETTERS = re.compile(r"[^a-z]+")
@@ -45,24 +45,6 @@ def normalise(text: str) -> list[str]:
   """text8's rule: lowercase, letters only (accents stripped), split on the rest."""
   text = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
   return _NON_LETTERS.sub(" ", text).split()
-
-
-def read_text(path: str) -> str:
-  """The UTF-8 text of a file (.gz read through gzip); DataError for a missing, binary
-  or empty file."""
-  if not os.path.isfile(path):
-    raise DataError(f"corpus file not found: {path}")
-  try:
-    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-      raw = f.read()
-  except (OSError, EOFError) as e:
-    raise DataError(f"cannot read corpus {path}: {e}") from e
-  if b"\x00" in raw[:65536]:
-    raise DataError(f"corpus {path} is a binary file, not text")
-  try:
-    return raw.decode("utf-8")
-  except UnicodeDecodeError as e:
-    raise DataError(f"corpus {path} is not UTF-8 text (byte {e.start})") from e
 
 
 def build(words: list[str], min_count: int) -> Corpus:
@@ -91,7 +73,7 @@ def load(path: str, min_count: int, cache_dir: str = "", max_words: int = 0) -> 
     if os.path.isfile(cache):
       z = np.load(cache)
       return Corpus(z["tokens"], z["words"].tolist(), z["counts"])
-  words = normalise(read_text(path))
+  words = normalise(text.read(path))
   if not words:
     raise DataError(f"corpus {path} holds no words (letters a-z) after normalisation")
   corpus = build(words[:max_words] if max_words > 0 else words, min_count)
