@@ -32,6 +32,8 @@ def train_batches(config: ml_collections.ConfigDict, ds: data.Dataset, start_ste
   split (data/buckets.py) draws its own batches. With config.steps_per_call = k > 1,
   chunks of k batches laid out [rows, k, ...], for a step made by `scanned`."""
   k = config.get("steps_per_call", 1)
+  if config.data.get("on_device", False):  # Feed serves it; a trainer without one cannot
+    raise UserError("config.data.on_device is for supervised and RBM training only")
   if isinstance(ds.train, Buckets):
     if k != 1:
       raise UserError("config.steps_per_call > 1 needs batches of one shape; this "
