@@ -4,6 +4,7 @@ sharding rule, and bad text / context / prompt input as one clear error (exit 2)
 
 import math
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -13,12 +14,12 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from conftest import SHARED_DATA, smoke_config
-from deeplearn_jax import cli, parallel
+from deeplearn_jax import cli, metrics, parallel
 from deeplearn_jax.checkpoint import read_checkpoint
 from deeplearn_jax.data import text as text_lib
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models.transformer import Transformer, causal_attention, model_axis_dim
-from deeplearn_jax.train import language_model
+from deeplearn_jax.train import language_model, loop
 from experiments import char_lm
 
 # Their module-scoped runs are made once: tests sharing them stay on one xdist worker.
@@ -116,6 +117,14 @@ def test_trains_and_samples(trained):
   assert res["tokens_per_second"] > 0
   with open(os.path.join(workdir, "samples.txt"), encoding="utf-8") as f:
     assert len(f.read()) > 40
+  # The kept parameters are those of the lowest validation row, and give its loss.
+  rows = [r for r in metrics.read_metrics(workdir) if r["split"] in ("eval", "test")]
+  lowest = min(rows, key=lambda r: r["loss"])
+  assert res["best_val_step"] == lowest["step"] and res["best_val_loss"] == lowest["loss"]
+  model = language_model.make_model(config, text.vocab_size)
+  evaluate = language_model.make_evaluate(model, config, text.val)
+  best = evaluate(types.SimpleNamespace(params=loop.best_params(workdir)))
+  assert best["loss"] == pytest.approx(lowest["loss"], rel=1e-6)
 
 
 def test_sample_from_a_trained_run(trained):

@@ -102,3 +102,23 @@ def test_a_length_that_is_not_whole_chunks_is_refused(tmp_path):
   with pytest.raises(UserError, match="not a whole number of chunks of 4"):
     _run(tmp_path / "run", 10)
   assert not (tmp_path / "run").exists()
+
+
+def test_best_params_keep_the_lowest_evaluation_across_a_resume(tmp_path):
+  """keep_best: the parameters of the lowest row are kept, not the last; a resumed run
+  that replays its evaluations keeps them, and a later, better row replaces them."""
+  params = lambda v: {"w": jnp.full((3,), v, jnp.float32)}
+  best = loop.BestParams(str(tmp_path), "loss")
+  for step, value in ((10, 3.0), (20, 2.0), (30, 2.5)):
+    best.offer(step, {"loss": value}, params(value))
+  best.close()
+  assert loop.best_params(str(tmp_path))["w"].tolist() == [2.0] * 3
+  again = loop.BestParams(str(tmp_path), "loss")  # a resume from step 10 replays 20, 30
+  assert (again.step, again.value) == (20, 2.0)
+  again.offer(20, {"loss": 2.0}, params(-1.0))
+  again.offer(30, {"loss": 2.5}, params(-1.0))
+  again.offer(40, {"loss": 1.5}, params(1.5))
+  again.close()
+  assert loop.best_params(str(tmp_path))["w"].tolist() == [1.5] * 3
+  assert saved_steps(loop.best_folder(str(tmp_path))) == [40]
+  assert loop.best_params(str(tmp_path / "none")) is None

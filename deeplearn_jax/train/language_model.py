@@ -10,7 +10,10 @@ as an uninterrupted one; dropout keys are fold_in(rng, s). The model is any regi
 one that maps tokens [batch, time] to logits [batch, time, vocab]: the Transformer
 (models/transformer.py) or the recurrent LMs (models/rnn.py with readout='all').
 Results: val_loss (nats per token over the whole validation split), val_bits_per_char,
-best_val_loss (over every evaluation), final_train_loss, tokens_per_second."""
+best_val_loss (over every evaluation) and best_val_step, final_train_loss,
+tokens_per_second. The parameters of the best evaluation are kept in WORKDIR/best, and
+samples come from them (nanoGPT keeps its best checkpoint on tiny-shakespeare too: the
+last one has often overfit)."""
 
 import functools
 import json
@@ -25,7 +28,7 @@ import numpy as np
 import optax
 
 from deeplearn_jax import configs, metrics, models, parallel, run_folder
-from deeplearn_jax.checkpoint import read_checkpoint
+from deeplearn_jax.checkpoint import read_checkpoint, saved_steps
 from deeplearn_jax.data import text as text_lib
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.models.transformer import model_axis_dim
@@ -212,15 +215,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, text) -> loop.Outcome:
     vals = [r["loss"] for r in metrics.read_metrics(workdir) if r["split"] in ("eval", "test")]
     return {"val_loss": test["loss"], "val_bits_per_char": test["bits_per_char"],
             "best_val_loss": min(vals + [test["loss"]]),
+            "best_val_step": saved_steps(loop.best_folder(workdir))[-1],
             "final_train_loss": last_train.get("loss")}
 
   def after(state, res) -> None:
+    del state
     if config.num_samples:
-      _write_samples(workdir, samples(config, model, state.params, text))
+      _write_samples(workdir, samples(config, model, loop.best_params(workdir), text))
 
   trainer = loop.Trainer(
       name=f"char_lm {config.model.name}", init=init, step=make_step(model, tx),
-      evaluate=evaluate, results=results, batches=batches, after=after,
+      evaluate=evaluate, results=results, batches=batches, after=after, keep_best="loss",
       log_extras=lambda s: {"learning_rate": float(lr(s))}, progress={"loss": "loss"},
       examples_per_step=config.batch_size * config.context,
       init_error=f"config.model cannot read windows of {config.context} tokens",
@@ -254,7 +259,9 @@ def sample_from(config: ml_collections.ConfigDict) -> dict[str, Any]:
   text = text_lib.Text(vocab["name"], vocab["chars"], np.zeros(0, np.int32),
                        np.zeros(0, np.int32))
   model = make_model(trained, text.vocab_size)
-  params = read_checkpoint(os.path.join(workdir, "checkpoints"))["params"]
+  params = loop.best_params(workdir)  # a run from before the best was kept: its last
+  if params is None:
+    params = read_checkpoint(os.path.join(workdir, "checkpoints"))["params"]
   settings = ml_collections.ConfigDict(config.to_dict())
   settings.context = trained.context
   return {"samples": samples(settings, model, params, text)}

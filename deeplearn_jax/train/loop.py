@@ -19,10 +19,12 @@ import time
 from typing import Any, Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from deeplearn_jax import metrics, parallel, run_folder
-from deeplearn_jax.checkpoint import abstract_like
+from deeplearn_jax.checkpoint import (Checkpointer, abstract_like, has_checkpoints,
+                                     read_checkpoint)
 from deeplearn_jax.configs import steps_from
 from deeplearn_jax.errors import UserError
 from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
@@ -56,6 +58,10 @@ class Trainer:
   init_error: str = "the state cannot be built"  # prefix of the UserError for a bad init
   shardings: Callable = parallel.param_sharding  # (abstract state, mesh) -> its shardings
                                               # (default: replicated, or split on fsdp)
+  keep_best: str = ""                         # an evaluation metric to minimise: the
+                                              # parameters of its best row are kept in
+                                              # WORKDIR/best (for evaluations on a
+                                              # validation split: model selection)
 
 
 @dataclasses.dataclass
@@ -129,7 +135,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
   timer = _Timer()
   last_train: Metrics = {}
   preemption = PreemptionWatcher()
-  with run_folder.closing(ckpt, writer, preemption):
+  best = BestParams(workdir, trainer.keep_best) if trainer.keep_best else None
+  with run_folder.closing(ckpt, writer, preemption, *([best] if best else [])):
     while step < total_steps:
       if batches is None:
         state, m = step_fn(state)
@@ -163,7 +170,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
           if save_now and rolled_back():
             continue
           if evaluate_now:
-            writer.write(step, "eval", trainer.evaluate(state))
+            row = trainer.evaluate(state)
+            writer.write(step, "eval", row)
+            if best:
+              best.offer(step, row, state.params)
           if save_now:
             ckpt.save(step, state)
     jax.block_until_ready(state)
@@ -171,6 +181,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
     ckpt.save(total_steps, state)
     test = (trainer.test or trainer.evaluate)(state)
     writer.write(total_steps, "test", test)
+    if best:
+      best.offer(total_steps, test, state.params)
 
   timing = {"train_seconds": timer.total(),
             "examples_per_second": timer.average(trainer.examples_per_step)}
@@ -188,6 +200,39 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
     if trainer.after:
       trainer.after(state, results)
   return Outcome(results, state)
+
+
+class BestParams:
+  """The parameters of the evaluation with the lowest `metric` so far, one checkpoint in
+  WORKDIR/best holding {'params', 'value'} (nanoGPT keeps its best checkpoint so on
+  small data, where the last one has overfit). A resumed run replays its evaluations
+  bit for bit, so the kept one stays the best of them."""
+
+  def __init__(self, workdir: str, metric: str):
+    self.metric = metric
+    self.ckpt = Checkpointer(best_folder(workdir), keep=1)
+    steps = self.ckpt.steps()
+    self.step = steps[-1] if steps else -1
+    self.value = float(self.ckpt.read(self.step)["value"]) if steps else float("inf")
+
+  def offer(self, step: int, row: dict, params: Any) -> None:
+    value = row.get(self.metric, float("inf"))
+    if value < self.value and step > self.step:
+      self.step, self.value = step, value
+      self.ckpt.save(step, {"params": params, "value": jnp.float32(value)})
+
+  def close(self) -> None:
+    self.ckpt.close()
+
+
+def best_folder(workdir: str) -> str:
+  return os.path.join(workdir, "best")
+
+
+def best_params(workdir: str) -> Any | None:
+  """The parameters BestParams kept in workdir (numpy), or None when it kept none."""
+  folder = best_folder(workdir)
+  return read_checkpoint(folder)["params"] if has_checkpoints(folder) else None
 
 
 def _mean(pending: list[Metrics], stride: int) -> dict[str, float]:
