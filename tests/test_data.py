@@ -1,5 +1,6 @@
 """Data: official-file readers and their errors, TFDS preparation, deterministic pipelines."""
 
+import glob
 import gzip
 import io
 import os
@@ -84,6 +85,18 @@ def test_prepare_mnist_from_official_files(shared_data, tfds_dir):
   assert np.array_equal(np.sort(ours["label"]), np.sort(labels))
   assert np.isclose(ours["input"].astype(np.float64).sum(), images.astype(np.float64).sum())
   assert np.array_equal(np.bincount(ours["label"]), np.bincount(labels))
+  # The decoded arrays are kept beside the records: a second load reads them, and a
+  # damaged file is decoded again (and rewritten), never trusted.
+  kept = glob.glob(os.path.join(tfds_dir, "mnist", "*", "decoded-test.npz"))
+  assert len(kept) == 1
+  with open(kept[0], "r+b") as f:
+    f.truncate(1000)
+  again = data.load(ml_collections.ConfigDict(dict(name="mnist", manual_dir=shared_data,
+                                                   tfds_data_dir=tfds_dir)))
+  for split in ("train", "test"):
+    for key in ("input", "label"):
+      assert np.array_equal(getattr(again, split).arrays[key], getattr(ds, split).arrays[key])
+  assert os.path.getsize(kept[0]) > 7_000_000
 
 
 def test_missing_local_files_name_the_folder(tmp_path):

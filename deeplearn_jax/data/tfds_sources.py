@@ -103,10 +103,44 @@ def load_split(name: str, split: str, data_dir: str, manual_dir: str):
 
 
 def read_all(source, keys=("image", "label")) -> dict[str, np.ndarray]:
-  """Decodes a whole (small) split into memory: one pass, then pure numpy indexing."""
+  """Decodes a whole (small) split into memory: one pass, then pure numpy indexing. The
+  decoded arrays of a prepared split are kept beside its records (`decoded-<split>.npz`),
+  so that later loads skip decoding (MNIST's 70,000 PNGs: about 16 s here)."""
+  cache = _decoded_path(source)
+  if cache and os.path.isfile(cache):
+    try:
+      with np.load(cache) as z:
+        arrays = {k: z[k] for k in keys}
+      if all(len(a) == len(source) for a in arrays.values()):
+        return arrays
+    except Exception as e:  # a damaged or older file: decoded again and rewritten
+      logger.warning("ignoring %s (%s)", cache, str(e).splitlines()[0] if str(e) else e)
   indices = list(range(len(source)))
   try:  # one batched read: MNIST loads in 16 s instead of 38 s
     records = source.__getitems__(indices)
   except TypeError:  # under tfds.testing.mock_data the batched read has the wrong signature
     records = [source[i] for i in indices]
-  return {k: np.stack([np.asarray(r[k]) for r in records]) for k in keys}
+  arrays = {k: np.stack([np.asarray(r[k]) for r in records]) for k in keys}
+  if cache:
+    tmp = f"{cache}.tmp{os.getpid()}.npz"
+    try:  # written whole, then renamed into place: never half a file
+      np.savez(tmp, **arrays)
+      os.replace(tmp, cache)
+    except OSError as e:  # a read-only data folder: decode every time
+      logger.info("cannot keep decoded arrays in %s (%s)", cache, e)
+      if os.path.exists(tmp):
+        os.remove(tmp)
+  return arrays
+
+
+def _decoded_path(source) -> str | None:
+  """Where read_all keeps a split's decoded arrays: beside its array_record files (so
+  they go with the prepared data), or None for a source that has none (mock data)."""
+  info = getattr(source, "dataset_info", None)
+  folder, split = getattr(info, "data_dir", None), getattr(source, "split", None)
+  if not (isinstance(folder, str) and isinstance(split, str) and os.path.isdir(folder)):
+    return None
+  records = f"{info.name}-{split}.array_record"
+  if not any(f.startswith(records) for f in os.listdir(folder)):
+    return None
+  return os.path.join(folder, f"decoded-{split}.npz")
