@@ -25,7 +25,10 @@ nets trained up to 3,000 epochs):
 
 Over 3 seeds (0, 1, 2) on one H200 (float32 matmuls, --config.steps_per_call=100, six
 runs sharing the GPU, 120 s training each): plain 1.43 +- 0.04% (1.45, 1.45, 1.38),
-dropout 1.30 +- 0.06% (1.36, 1.31, 1.24); the other variants were not rerun per seed.
+dropout 1.30 +- 0.06% (1.36, 1.31, 1.24). A later lease (--config.data.on_device=True,
+15 runs sharing the GPU, about 250 s each): l2 1.42 +- 0.06% (1.46, 1.35, 1.45), l1
+1.44 +- 0.07% (1.48, 1.36, 1.47); dropout_maxnorm's 3 seeds stopped at epoch 134-137
+of 200 (1.08, 1.15, 1.16% then), so its spread is not measured.
 
 Dropout beats the plain net, and dropout + max-norm beats dropout alone, as in the
 paper, but at 4x the epochs (dropout alone was not rerun for 200). dropout_maxnorm's
