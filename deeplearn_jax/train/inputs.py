@@ -1,5 +1,6 @@
 """What every trainer checks and reads before and during its run: the mesh, the data,
-the run's length, training batches by step, and means over an evaluation split."""
+the run's length, training batches by step (`Feed`: in chunks of steps, or gathered on
+the devices), and means over an evaluation split."""
 
 import jax
 import jax.numpy as jnp
