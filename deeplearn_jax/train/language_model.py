@@ -215,13 +215,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, text) -> loop.Outcome:
     vals = [r["loss"] for r in metrics.read_metrics(workdir) if r["split"] in ("eval", "test")]
     return {"val_loss": test["loss"], "val_bits_per_char": test["bits_per_char"],
             "best_val_loss": min(vals + [test["loss"]]),
-            "best_val_step": saved_steps(loop.best_folder(workdir))[-1],
+            "best_val_step": (saved_steps(loop.best_folder(workdir)) or [None])[-1],
             "final_train_loss": last_train.get("loss")}
 
   def after(state, res) -> None:
-    del state
-    if config.num_samples:
-      _write_samples(workdir, samples(config, model, loop.best_params(workdir), text))
+    if config.num_samples:  # from the best parameters (none kept if every row was NaN)
+      best = loop.best_params(workdir)
+      params = state.params if best is None else best
+      _write_samples(workdir, samples(config, model, params, text))
 
   trainer = loop.Trainer(
       name=f"char_lm {config.model.name}", init=init, step=make_step(model, tx),
