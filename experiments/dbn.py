@@ -51,6 +51,10 @@ the spread that one seed on two CPUs already showed (1.40% / 1.43%; the AVX2 mac
 1.43% again on 2026-11-26: pre-training 797 s, fine-tuning 342 s). Left untried: the
 published fine-tuning itself (conjugate gradients on batches of 1,000 for 200 epochs)
 and the up-down algorithm of the 1.25%.
+Over 3 seeds on the AVX2 machine (0, 1, 2): 1.43%, 1.50%, 1.51%, mean 1.48 +- 0.04%
+(seeds 1, 2 on 2026-11-27 with --config.compare_random_init=False
+--config.steps_per_call=100 --config.data.on_device=True, which give a CPU the same
+parameters: 453-462 s of pre-training and 272-274 s of fine-tuning each).
 What closes it (:dropout): dropout fine-tuning given time. The default run's stack (seed
 0, AVX2 machine) fine-tuned with dropout 0.2 / 0.5 at the same learning rate and
 momentum for 200 epochs instead of 30: 1.54% at epoch 30, 1.26% at 50, 1.18% at 100,
