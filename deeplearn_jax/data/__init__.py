@@ -9,6 +9,7 @@ Every batch is a dict with 'input' (float32) and 'label' (int32); eval batches a
 import dataclasses
 from typing import Callable
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -78,13 +79,13 @@ class Normalize:
   for standardizing, which XLA on a CPU divides as x * (1 / std): 1 ulp apart at times."""
 
   def __init__(self, scale: float, mean, std, binarize: bool):
-    self.scale, self.mean, self.std, self.binarize = np.float32(scale), mean, std, binarize
+    scale = np.float32(scale)
     # The passes that are not identities, decided once: on a GPU the host's conversion
     # of each batch can cost more than the step itself. Binarizing is a deterministic
     # threshold at 1/2, the common binarisation of MNIST for RBMs (the other one samples
     # each pixel with its intensity as probability).
     self.passes = [(name, value) for name, value, needed in (
-        ("multiply", self.scale, self.scale != 1), ("greater", np.float32(0.5), binarize),
+        ("multiply", scale, scale != 1), ("greater", np.float32(0.5), binarize),
         ("subtract", mean, bool(np.any(mean != 0))), ("divide", std, bool(np.any(std != 1))))
         if needed]
 
@@ -95,7 +96,6 @@ class Normalize:
     return {"input": x, "label": batch["label"].astype(np.int32)}
 
   def on_device(self, batch: Batch) -> Batch:
-    import jax.numpy as jnp
     x = batch["input"].astype(jnp.float32)
     for name, value in self.passes:
       x = getattr(jnp, name)(x, value).astype(jnp.float32)
