@@ -17,8 +17,9 @@ Baseline: zeros of the model's input (MNIST: black, the background; CIFAR-10,
 standardized: the mean colour, grey). Pictures: <child>/maps.png.
 
 Command:  python -m experiments.explain --config.data.manual_dir=/work/shared/data
-Variants: (default) both nets | mnist | cifar10 (6 epochs);  ,smoke: embedded digits and synthetic
-          images, a few steps, seconds.
+Variants: (default) both nets | mnist | cifar10 (6 epochs);  ,full: the CIFAR-10 net as
+          imagenet_cnn:cifar10 trains it (18 epochs, 90%);  ,smoke: embedded digits and
+          synthetic images, a few steps, seconds.
 Hardware: 2 cores of an AMD EPYC CPU shared with other jobs, no GPU, JAX 0.10.2, float32.
 The CIFAR-10 part is kept small (fast_cifar at widths 16-64-64, 6 epochs: 79% test
 accuracy); its decode alone takes about 50 s a load on this machine.
@@ -41,6 +42,16 @@ Results (`:mnist`, seed 0, 100 test images, load average 15-20 on the 2 cores):
           pixels come in blobs (occlusion) or along edges. Trained 1 epoch
           (--config.nets.cifar10.num_epochs=1; 5 min 45 s wall): 47.11%; every method
           beat random on both, narrowly (deletion 0.132-0.138 against 0.138).
+          `:cifar10,full --config.nets.cifar10.seed=1` (2026-11-27, quiet AVX2 machine;
+          the child folder was a copy of imagenet_cnn's seed-1 run folder, the same
+          config, which the command resumes instead of training it for 111 min): 89.77%
+          test accuracy (90.78% with its test-time flips); IG median completeness error
+          0.33% (77 of 100 within 1%); deletion / insertion: occlusion 0.197 / 0.593,
+          |gradient| 0.189 / 0.476, |SmoothGrad| 0.163 / 0.449, integrated gradients
+          0.147 / 0.424, random order 0.172 / 0.342: every method beats random on
+          insertion, SmoothGrad and IG on deletion too, occlusion and |gradient| do not
+          (the check fails for two methods, not three). 2 min 28 s wall (attribution
+          77 s).
 """
 
 import os
@@ -85,13 +96,16 @@ def _mnist() -> ml_collections.ConfigDict:
   return c
 
 
-def _cifar10() -> ml_collections.ConfigDict:
+def _cifar10(full: bool) -> ml_collections.ConfigDict:
+  """The fast CIFAR-10 net: small (6 epochs, 79%) unless `full` (imagenet_cnn's
+  :cifar10 as it is, 90%: its run folder of the same seed can stand in for the child)."""
   c = imagenet_cnn.get_config("cifar10")
   c.unlock()
-  c.model.widths = (16, 64, 64)
-  c.whiten_samples = 2000
-  c.num_epochs = 6.0
-  c.optimizer.warmup_epochs = 0.2
+  if not full:
+    c.model.widths = (16, 64, 64)
+    c.whiten_samples = 2000
+    c.num_epochs = 6.0
+    c.optimizer.warmup_epochs = 0.2
   c.test_time_flip = False        # the maps explain the plain forward pass
   c.explain = explain_config()
   c.explain.occlusion_patch = 6
@@ -99,11 +113,12 @@ def _cifar10() -> ml_collections.ConfigDict:
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  name, modifiers = configs.parse_variant(variant, NETS + ("both",), default="both")
+  name, modifiers = configs.parse_variant(variant, NETS + ("both",), default="both",
+                                          modifiers=("smoke", "full"))
   nets = NETS if name == "both" else (name,)
   c = supervised.base_config()
-  c.nets = ml_collections.ConfigDict({n: (_mnist if n == "mnist" else _cifar10)()
-                                      for n in nets})
+  c.nets = ml_collections.ConfigDict({n: _mnist() if n == "mnist" else
+                                      _cifar10("full" in modifiers) for n in nets})
   if "smoke" in modifiers:
     for n, child in c.nets.items():
       configs.make_smoke(child, steps=40)

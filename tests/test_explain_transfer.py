@@ -14,7 +14,7 @@ from deeplearn_jax.errors import UserError
 from deeplearn_jax.models.mlp import MLP
 from deeplearn_jax.train import supervised
 from deeplearn_jax.train.state import load_pretrained, make_init
-from experiments import lenet, representations, transfer
+from experiments import explain, imagenet_cnn, lenet, representations, transfer
 
 # Their module-scoped runs are made once: tests sharing them stay on one xdist worker.
 pytestmark = pytest.mark.xdist_group("explain_transfer")
@@ -145,3 +145,15 @@ def test_transfer_splits_classes_and_plans_the_layer_curve():
   assert "copy0_5_seed0" not in children and "copy4_5_seed0" not in children
   assert tuple(children["frozen_5_seed0"].optimizer.frozen) == ("C1", "C3", "C5", "F6")
   assert children["scratch_5_seed0"].init_from == ""
+
+
+def test_explain_full_is_the_cifar10_net_imagenet_cnn_trains():
+  """`:cifar10,full` differs from imagenet_cnn:cifar10 only in what explaining needs, so a
+  finished imagenet_cnn run of the same seed can stand in for its child folder."""
+  full = explain.get_config("cifar10,full").nets.cifar10.to_dict()
+  trained = imagenet_cnn.get_config("cifar10").to_dict()
+  assert full.pop("explain") and full.pop("test_time_flip") is False
+  trained.pop("test_time_flip")
+  assert full == trained
+  small = explain.get_config("cifar10").nets.cifar10
+  assert small.num_epochs < trained["num_epochs"]
