@@ -17,36 +17,37 @@ Peer:     benchmarks/word2vec_gensim.py (gensim 4.4 Word2Vec(sg=1), same setting
 Variants: :smoke (the corpus's first 200,000 words, 32 dims, 40 steps): 86 s wall at
           load 20, most of it reading the corpus and compiling (36 s training).
 
-Hardware: 2 cores of an AMD EPYC CPU, no GPU, JAX 0.10.2 (CPU), float32, shared with
-          other sessions' jobs: load average 17-21 during the run, which ran at nice 5,
-          so every time here is an upper bound.
+Hardware: 2 cores of an AMD EPYC CPU (AVX2), no GPU, JAX 0.10.2 (CPU), float32, quiet
+          (load average 1.7-2.1), 2026-11-27.
 Result:   one epoch (5,250 steps = 1.008 epochs, the last chunk wrapping), seed 0, run
           by benchmarks/word2vec_gensim.py beside gensim on the same sentences:
 
                                          ours (JAX)        gensim 4.4 sg=1, 2 workers
-  analogy accuracy (top 30,000 words)    5.26%             5.58%
-    semantic / syntactic                 16.4% / 4.3%      17.3% / 4.6%
+  analogy accuracy (top 30,000 words)    4.73%             5.47%
+    semantic / syntactic                 14.1% / 3.9%      16.4% / 4.5%
     questions answered                   40.2%             39.9%
-  WordSim-353 Spearman (280 of 353)      0.243             0.214
-  words per second (before subsampling)  10,266            37,620
-  training time                          1,106 s           277 s
+  WordSim-353 Spearman (280 of 353)      0.249             0.205
+  words per second (before subsampling)  123,919           370,362
+  training time                          88 s              28 s
 
-          gensim's own evaluate_word_analogies / evaluate_word_pairs give the same
-          figures for both (ours read back from vectors.txt). Nearest neighbours
-          (ours): king -> queen, emperor, prince; france -> england, paris, scotland;
-          three -> four, six, twelve; walked -> hurried, ran, jumped. 0.54% of the
-          pairs were dropped for want of room (the `dropped` metric; dense stretches
-          of rare words). Vocabulary 40,228 words, 10,414,173 corpus words.
+          Seed 1 (`--config.seed=1`, the experiment alone, 98 s wall): 5.08%, WordSim
+          0.237, 125,743 words/s; an earlier random stream (threefry keys, seed 0):
+          5.26%, 0.243. gensim's own evaluate_word_analogies / evaluate_word_pairs give
+          the same figures for both (ours read back from vectors.txt). Nearest
+          neighbours (seed 0): king -> servant, queen, eldest; france -> england,
+          spain; three -> four, six, two; walked -> stepped, stairs, knocked. About
+          0.5% of the pairs are dropped for want of room (the `dropped` metric; dense
+          stretches of rare words). Vocabulary 40,228 words, 10,414,173 corpus words.
 Published: gensim's sg, 100 dims, 5 epochs on text8 (17M words): 40.4% analogy
           accuracy over the 30,000 most frequent words; the paper's ~61% is from 1B
           words and 300 dims. Not comparable with one epoch over 10.4M words of 19th-
           century fiction, where 60% of the questions have a word outside the 30,000
           (currencies, US cities): our target was gensim on the same data, and there
-          ours is within noise (analogy 0.3 points behind on ~7,800 questions, about
-          one binomial standard error; WordSim 0.03 ahead with ~0.05 of sampling
-          error). Speed: ours is 0.27x gensim's C loop on this CPU (target missed;
-          gathers and scatter-adds of [pairs x 6, 100] rows per step, which XLA on CPU
-          does not fuse the way the C inner loop keeps a pair's rows in cache).
+          ours is level: analogy 0.4-0.7 points behind over two seeds (our seeds alone
+          move it by 0.35-0.5), WordSim 0.03-0.04 ahead. Speed: ours is 0.33x gensim's C
+          loop on this CPU (target missed; each step gathers and scatter-adds
+          [pairs x 6, 100] rows as whole arrays, where the C loop updates a pair's rows
+          in cache; the scatter-adds alone are over a quarter of a step).
           Not run: more epochs, 300 dims, text8, an accelerator (none here).
 """
 
