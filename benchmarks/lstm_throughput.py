@@ -23,15 +23,15 @@ fused,autodiff one with JAX's own gradient of the scanned step beside the hand-w
 one. The load average is recorded at the start and the end: other processes slow both,
 PyTorch's OpenMP threads most.
 
-Result (2 vCPUs "AMD EPYC", shared with other engineers' jobs). At the lowest load seen,
-3.1 -> 2.3 (`--torch_threads 2,1`, benchmarks/results/lstm_throughput.json): ours 4.27
-steps/s, PyTorch 2.13 5.26 on 2 threads and 3.02 on 1: PyTorch about 23% faster. At
-load 5.5 -> 3.8 (`--jax_unroll 1,2 --jax_gradient fused,autodiff --torch_threads 2,1`,
-results/lstm_throughput_variants.json): ours 2.16 (unroll 2: 2.06; JAX's own gradient:
-1.86, 1.63), PyTorch 0.59 on 2 threads (rounds 0.23-5.06: busy cores stall its OpenMP
-threads) and 2.95 on 1. On the quiet machine (load 1.1-1.8, 2026-11-26, `--torch_threads 2,1`, the
-JSON's current contents): ours 4.33 steps/s, PyTorch 5.32 on 2 threads and 3.08 on 1:
-ours 0.81x PyTorch's 2 threads (two other rounds that evening: 0.87x and 0.91x).
+Result (2 vCPUs "AMD EPYC", AVX2, quiet: load 1.7-1.8; 2026-11-27; `--torch_threads 2,1`):
+importing deeplearn_jax keeps freed host memory for the whole process, PyTorch included
+(deeplearn_jax/host_memory.py): ours 6.90 steps/s, PyTorch 7.63 on 2 threads and 4.69 on
+1 (results/lstm_throughput_kept_memory.json); with DEEPLEARN_JAX_MALLOC=system (glibc as
+it comes, both): ours 4.60, PyTorch 5.62 and 3.60 (..._system_malloc.json). Ours is
+0.90x PyTorch's 2 threads under the same malloc settings (0.82x under glibc's); earlier
+runs (2026-11-26, lstm_throughput.json, glibc's): ours 4.33, PyTorch 5.32. At load
+5.5 -> 3.8 (`--jax_unroll 1,2 --jax_gradient fused,autodiff`, lstm_throughput_variants
+.json): unroll 2 and JAX's own gradient were both slower than the default.
 
 Results: a table on stdout and JSON in --out (default benchmarks/results/lstm_throughput.json).
 Quick check of the code path (the numbers are not a benchmark):
@@ -60,7 +60,7 @@ import ml_collections  # noqa: E402
 import optax  # noqa: E402
 
 from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
-from deeplearn_jax import models  # noqa: E402
+from deeplearn_jax import host_memory, models  # noqa: E402
 from deeplearn_jax.train.state import num_params  # noqa: E402
 
 LR = 1e-3
@@ -112,6 +112,7 @@ class JaxRunner:
     import flax
     return {"version": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
             "backend": jax.default_backend(), "threads": "XLA default (not set)",
+            "host_memory_kept": host_memory.keep_freed_memory(),
             "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
 
 
