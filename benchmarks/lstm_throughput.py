@@ -24,10 +24,11 @@ one. The load average is recorded at the start and the end: other processes slow
 PyTorch's OpenMP threads most.
 
 Result (2 vCPUs "AMD EPYC", AVX2, quiet: load 1.7-1.8; 2026-11-27; `--torch_threads 2,1`):
-importing deeplearn_jax keeps freed host memory for the whole process, PyTorch included
-(deeplearn_jax/host_memory.py): ours 6.90 steps/s, PyTorch 7.63 on 2 threads and 4.69 on
-1 (results/lstm_throughput_kept_memory.json); with DEEPLEARN_JAX_MALLOC=system (glibc as
-it comes, both): ours 4.60, PyTorch 5.62 and 3.60 (..._system_malloc.json). Ours is
+with DEEPLEARN_JAX_MALLOC=keep, importing deeplearn_jax keeps freed host memory for the
+whole process, PyTorch included (deeplearn_jax/host_memory.py): ours 6.90 steps/s,
+PyTorch 7.63 on 2 threads and 4.69 on 1 (results/lstm_throughput_kept_memory.json);
+without it (glibc as it comes, both): ours 4.60, PyTorch 5.62 and 3.60
+(..._system_malloc.json). Ours is
 0.90x PyTorch's 2 threads under the same malloc settings (0.82x under glibc's); earlier
 runs (2026-11-26, lstm_throughput.json, glibc's): ours 4.33, PyTorch 5.32. At load
 5.5 -> 3.8 (`--jax_unroll 1,2 --jax_gradient fused,autodiff`, lstm_throughput_variants

@@ -4,5 +4,5 @@ from deeplearn_jax import host_memory
 
 __version__ = "0.1.0"
 
-# Before any computation: XLA's CPU threads must find malloc set up (host_memory.py).
+# Before any computation, where DEEPLEARN_JAX_MALLOC=keep asks for it (host_memory.py).
 host_memory.keep_freed_memory()

@@ -10,11 +10,12 @@ as it does without them (README, "Host memory on CPUs").
 
 keep_freed_memory() tells glibc (mallopt) to use one arena, never to mmap a block, and
 never to trim the heap: freed memory stays in the heap and the next step reuses it, at
-no page fault. The price is that the process's resident memory stays at its peak. It
-must run before XLA's threads first allocate, so before the first computation: importing
-deeplearn_jax does it. Applied to CPU-only installs (no GPU plugin, no libtpu), where
-XLA's temporaries live in host memory, and only with glibc (which has mallopt). Set
-DEEPLEARN_JAX_MALLOC=system to leave malloc as it is.
+no page fault. It is opt-in (DEEPLEARN_JAX_MALLOC=keep), because one arena also costs:
+resident memory stays at its peak, every thread takes the same malloc lock, and the DQN
+on two CPU devices ran slower with it (README, "Host memory on CPUs"). It must run before
+XLA's threads first allocate, so before the first computation: importing deeplearn_jax
+does it. Only on CPU-only installs (no GPU plugin, no libtpu), where XLA's temporaries
+live in host memory, and only with glibc (which has mallopt).
 """
 
 import ctypes
@@ -31,11 +32,12 @@ _applied = False
 
 
 def keep_freed_memory() -> bool:
-  """Applies the settings above once per process; True where they are in force."""
+  """Applies the settings above once per process where DEEPLEARN_JAX_MALLOC=keep; True
+  where they are in force."""
   global _applied
   if _applied:
     return True
-  if (os.environ.get("DEEPLEARN_JAX_MALLOC", "") == "system"
+  if (os.environ.get("DEEPLEARN_JAX_MALLOC", "system") != "keep"
       or not sys.platform.startswith("linux") or determinism.gpu_plugin_installed()
       or importlib.util.find_spec("libtpu") is not None):
     return False
