@@ -43,7 +43,9 @@ Result (seed 0):
           PyTorch rewrite of nanoGPT's recipe gets 1.910 on the same whole-split metric.
           With every dense layer's input flattened to 2-D (models/layers.Dense, later
           that day): val 1.904 again, 104.4 and 92.5 ms an iteration in two runs
-          (316 and 278 s for the process).
+          (316 and 278 s for the process). With DEEPLEARN_JAX_MALLOC=keep
+          (deeplearn_jax/host_memory.py; 2026-11-27): val 1.904 again, 60.4 ms an
+          iteration, 205 s for the process (nanoGPT's loop beside it: 63.8 ms).
   transformer (nanoGPT's GPU run, 10,745,088 parameters; published val 1.4697 on an
           A100, its best checkpoint): on one NVIDIA H200 (jax 0.11.2, bf16, 2026-11-26)
           with --gpu_deterministic: validation over the whole split, every 250
