@@ -31,15 +31,19 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _applied = False
 
 
+def cpu_only_linux() -> bool:
+  """Where the settings can apply: Linux, and no GPU plugin or libtpu installed."""
+  return (sys.platform.startswith("linux") and not determinism.gpu_plugin_installed()
+          and importlib.util.find_spec("libtpu") is None)
+
+
 def keep_freed_memory() -> bool:
   """Applies the settings above once per process where DEEPLEARN_JAX_MALLOC=keep; True
   where they are in force."""
   global _applied
   if _applied:
     return True
-  if (os.environ.get("DEEPLEARN_JAX_MALLOC", "system") != "keep"
-      or not sys.platform.startswith("linux") or determinism.gpu_plugin_installed()
-      or importlib.util.find_spec("libtpu") is not None):
+  if os.environ.get("DEEPLEARN_JAX_MALLOC", "system") != "keep" or not cpu_only_linux():
     return False
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

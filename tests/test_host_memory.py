@@ -2,14 +2,13 @@
 repeated steps stop faulting their temporaries in afresh. Each case is its own process,
 since malloc must be set up before the first computation."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
-from deeplearn_jax import determinism
+from deeplearn_jax import host_memory
 
 STEPS = """
 import resource
@@ -34,12 +33,8 @@ def _faults(malloc: str) -> tuple[str, int]:
   return out[0], int(out[1])
 
 
-def _cpu_only_glibc() -> bool:
-  return (sys.platform.startswith("linux") and not determinism.gpu_plugin_installed()
-          and importlib.util.find_spec("libtpu") is None)
-
-
-@pytest.mark.skipif(not _cpu_only_glibc(), reason="needs glibc's mallopt on a CPU-only install")
+@pytest.mark.skipif(not host_memory.cpu_only_linux(),
+                    reason="needs glibc's mallopt on a CPU-only install")
 def test_kept_memory_stops_the_page_faults_of_repeated_steps():
   kept, kept_faults = _faults("keep")
   system, system_faults = _faults("")  # the default: glibc as it comes
