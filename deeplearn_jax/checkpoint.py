@@ -7,6 +7,7 @@ overwritten bytes; the checksum catches those. A damaged newest checkpoint is
 renamed `<step>.damaged` (never deleted) once an older one restores.
 """
 
+import functools
 import json
 import logging
 import os
@@ -18,11 +19,12 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from deeplearn_jax.errors import WorkdirError
+from deeplearn_jax.jit_options import RUN_RARELY
 
 logger = logging.getLogger(__name__)
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=RUN_RARELY)
 def fingerprint(tree: Any) -> jax.Array:
   """A position-weighted sum of the bits of every leaf (uint32, wrapping): any
   changed, swapped or zeroed value changes it."""

@@ -45,6 +45,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from deeplearn_jax import configs, metrics, models, parallel, pictures, run_folder
 from deeplearn_jax.errors import UserError
+from deeplearn_jax.jit_options import RUN_RARELY
 from deeplearn_jax.rl import envs, replay
 from deeplearn_jax.train import loop, nan_guard, optimizers
 
@@ -349,7 +350,7 @@ def make_evaluate(config, env: envs.Env, q):
              k_run)
     return jax.lax.while_loop(lambda c: c[3] & (c[4] < env.max_steps), one, carry)[2]
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=RUN_RARELY)
   def returns(params):
     keys = jax.random.split(jax.random.PRNGKey(d.eval_seed), d.eval_episodes)
     per_episode = jax.vmap(lambda p: jax.vmap(functools.partial(episode, p))(keys))(params)

@@ -27,6 +27,7 @@ from deeplearn_jax.checkpoint import (Checkpointer, abstract_like, has_checkpoin
                                      read_checkpoint)
 from deeplearn_jax.configs import steps_from
 from deeplearn_jax.errors import UserError
+from deeplearn_jax.jit_options import RUN_RARELY
 from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
 from deeplearn_jax.train import nan_guard
 from deeplearn_jax.train.state import num_params
@@ -106,7 +107,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
   log_every = max(1, config.log_every_steps)
 
   ckpt = run_folder.open_run(workdir, config)
-  fresh = lambda: jax.jit(trainer.init, out_shardings=shardings)()  # born sharded
+  fresh = lambda: jax.jit(trainer.init, out_shardings=shardings,  # born sharded
+                          compiler_options=RUN_RARELY)()
   start_step, state = ckpt.restore_or(target, fresh)
   logger.info("%s: %d params, %d steps (%d/epoch) from step %d over mesh %s", trainer.name,
               num_params(state.params), total_steps, steps_per_epoch, start_step,
