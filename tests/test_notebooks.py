@@ -31,6 +31,23 @@ def test_every_notebook_is_listed():
   assert on_disk == set(NAMES)
 
 
+def _setup_cells(name: str) -> str:
+  """The install and runtime cells: each notebook must carry them (colab opens one file
+  alone, before the package is importable), so they are copies, kept the same here."""
+  with open(os.path.join(NOTEBOOKS, f"{name}.py")) as f:
+    text = f.read()
+  start, end = text.find('PROJECT = ""'), text.find("# ## Parameters")
+  assert 0 <= start < end, f"{name}.py lacks the install cell or the Parameters heading"
+  return text[start:end]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "quickstart"])
+def test_setup_cells_are_quickstarts(name):
+  assert _setup_cells(name) == _setup_cells("quickstart"), (
+      f"notebooks/{name}.py: its install / runtime cells differ from quickstart.py's; "
+      "edit them alike")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_ipynb_is_its_py_pair_without_outputs(name):
   path = os.path.join(NOTEBOOKS, f"{name}.ipynb")
