@@ -28,7 +28,9 @@ runs sharing the GPU, 120 s training each): plain 1.43 +- 0.04% (1.45, 1.45, 1.3
 dropout 1.30 +- 0.06% (1.36, 1.31, 1.24). A later lease (--config.data.on_device=True,
 15 runs sharing the GPU, about 250 s each): l2 1.42 +- 0.06% (1.46, 1.35, 1.45), l1
 1.44 +- 0.07% (1.48, 1.36, 1.47); dropout_maxnorm's 3 seeds stopped at epoch 134-137
-of 200 (1.08, 1.15, 1.16% then), so its spread is not measured.
+of 200 (1.08, 1.15, 1.16% then). Seed 1 on the CPU (2026-11-27, chunks of 100 steps,
+data on the device): 1.14% (1.28% at epoch 100, 1.14% at 150; lowest 1.08% at 156).
+Seed 2 not yet run to the end, so the 3-seed spread is not measured.
 
 Dropout beats the plain net, and dropout + max-norm beats dropout alone, as in the
 paper, but at 4x the epochs (dropout alone was not rerun for 200). dropout_maxnorm's
