@@ -122,3 +122,23 @@ def test_best_params_keep_the_lowest_evaluation_across_a_resume(tmp_path):
   assert loop.best_params(str(tmp_path))["w"].tolist() == [1.5] * 3
   assert saved_steps(loop.best_folder(str(tmp_path))) == [40]
   assert loop.best_params(str(tmp_path / "none")) is None
+
+
+def test_the_lighter_compile_of_an_init_gives_the_same_bits():
+  # The driver compiles a state's init with jit_options.RUN_RARELY; a resumed or
+  # compared run must not depend on which optimisation level built its start.
+  from deeplearn_jax import models
+  from deeplearn_jax.jit_options import RUN_RARELY
+
+  cfg = ml_collections.ConfigDict(dict(name="rnn", cell="lstm", hidden=16))
+  model = models.create(cfg, 3)
+
+  def init():
+    params = model.init(jax.random.PRNGKey(3), jnp.zeros((2, 5, 4)))["params"]
+    x = jax.random.normal(jax.random.PRNGKey(4), (2, 5, 4))
+    return params, model.apply({"params": params}, x), jnp.tanh(x) * jnp.exp(-x * x)
+
+  plain = jax.jit(init)()
+  lighter = jax.jit(init, compiler_options=RUN_RARELY)()
+  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(lighter)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
