@@ -9,9 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deeplearn_jax import configs, metrics, parallel
+from deeplearn_jax import configs, metrics, models, parallel
 from deeplearn_jax.checkpoint import saved_steps
 from deeplearn_jax.errors import UserError
+from deeplearn_jax.jit_options import RUN_RARELY
 from deeplearn_jax.train import loop, nan_guard
 
 CHUNK = 4
@@ -127,9 +128,6 @@ def test_best_params_keep_the_lowest_evaluation_across_a_resume(tmp_path):
 def test_the_lighter_compile_of_an_init_gives_the_same_bits():
   # The driver compiles a state's init with jit_options.RUN_RARELY; a resumed or
   # compared run must not depend on which optimisation level built its start.
-  from deeplearn_jax import models
-  from deeplearn_jax.jit_options import RUN_RARELY
-
   cfg = ml_collections.ConfigDict(dict(name="rnn", cell="lstm", hidden=16))
   model = models.create(cfg, 3)
 
