@@ -10,7 +10,7 @@ import pytest
 from deeplearn_jax import models
 from deeplearn_jax.data import embedded
 from deeplearn_jax.errors import UserError
-from deeplearn_jax.models import perceptron
+from deeplearn_jax.models import mlp, perceptron
 from deeplearn_jax.train import losses, optimizers
 from deeplearn_jax.train.state import num_params
 
@@ -72,6 +72,21 @@ def test_max_norm_projects_each_unit():
   small = np.linalg.norm(np.asarray(w), axis=0) <= 2.0
   assert np.allclose(np.asarray(out["kernel"])[:, small], np.asarray(w)[:, small])
   assert np.array_equal(out["bias"], b)  # biases are not constrained
+
+
+def test_max_norm_radius_is_the_papers_under_inverted_dropout():
+  # Srivastava et al. bound weights trained with unscaled dropout; flax scales the kept
+  # units by 1 / keep, so the bound on our weights is the radius times each input's keep.
+  model = mlp.MLP(num_classes=3, hidden=(6, 6), dropout_input=0.2, dropout_hidden=0.5)
+  params = model.init(jax.random.key(0), jnp.ones((1, 4)))["params"]
+  big = jax.tree.map(lambda p: p * 100.0, params)
+  out = losses.max_norm(big, 3.0, model.input_keep())
+  for layer, keep in (("Dense_0", 0.8), ("Dense_1", 0.5), ("Dense_2", 0.5)):
+    norms = np.linalg.norm(np.asarray(out[layer]["kernel"]), axis=0)
+    np.testing.assert_allclose(norms, 3.0 * keep, rtol=1e-5, err_msg=layer)
+  # Without dropout the radius is the paper's as it is.
+  plain = mlp.MLP(num_classes=3, hidden=(6, 6)).input_keep()
+  assert set(plain.values()) == {1.0}
 
 
 def test_penalties_skip_biases():

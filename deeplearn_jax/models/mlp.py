@@ -57,6 +57,12 @@ class MLP(nn.Module):
     kernel_initializer(self.kernel_init, self.init_std)
     super().__post_init__()
 
+  def input_keep(self) -> dict[str, float]:
+    """Each Dense layer's name -> the keep probability of its input under dropout (a
+    max-norm radius stated for unscaled dropout is this much smaller on our weights)."""
+    return {f"Dense_{i}": 1.0 - (self.dropout_input if i == 0 else self.dropout_hidden)
+            for i in range(len(self.hidden) + 1)}
+
   @nn.compact
   def __call__(self, x, train: bool = False):
     act = activation(self.activation)

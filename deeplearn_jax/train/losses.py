@@ -1,5 +1,7 @@
 """Losses, penalties and constraints of supervised classification."""
 
+from typing import Mapping
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -49,18 +51,24 @@ def l1_penalty(params) -> jax.Array:
   return sum(jnp.sum(jnp.abs(p)) for p in _kernels(params))
 
 
-def max_norm(params, limit: float):
+def max_norm(params, limit: float, input_keep: Mapping[str, float] | None = None):
   """Projects each unit's incoming weight vector onto the ball of radius `limit`
   (Srivastava et al. 2014). Kernels are [..., fan_in, units]: the norm runs over
-  every axis but the last."""
+  every axis but the last. input_keep: top-level module name -> the keep probability of
+  that layer's input under dropout. The paper's radius bounds weights trained with
+  unscaled dropout (multiplied by the keep probability at test time); flax's dropout
+  divides the kept units by it while training instead, so the same constraint bounds
+  our weights by limit * keep."""
+  keep = input_keep or {}
 
-  def project(p):
+  def project(path, p):
     if p.ndim < 2:
       return p
+    radius = limit * keep.get(getattr(path[0], "key", None), 1.0)
     norms = jnp.sqrt(jnp.sum(jnp.square(p), axis=tuple(range(p.ndim - 1)), keepdims=True))
-    return p * jnp.minimum(1.0, limit / jnp.maximum(norms, 1e-12))
+    return p * jnp.minimum(1.0, radius / jnp.maximum(norms, 1e-12))
 
-  return jax.tree.map(project, params)
+  return jax.tree_util.tree_map_with_path(project, params)
 
 
 def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:

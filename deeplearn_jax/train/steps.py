@@ -108,6 +108,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   log_layer_grad_norms: add each kernel's gradient norm as `grad_norm/<module>`)."""
   loss_fn = make_loss(model, config)
   kind = loss_kind(config)
+  # Models that know their layers' dropout (the MLP) state the max-norm radius in
+  # Srivastava et al.'s units; for the others it bounds the weights as they are.
+  input_keep = getattr(model, "input_keep", dict)()
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -117,7 +120,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
     if config.max_norm > 0:
-      params = losses.max_norm(params, config.max_norm)
+      params = losses.max_norm(params, config.max_norm, input_keep)
     updated = state.replace(params=params, opt_state=opt_state,
                             batch_stats=new_vars.get("batch_stats", state.batch_stats))
     # A non-finite loss skips the update and records its step (see nan_guard).

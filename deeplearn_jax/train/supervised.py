@@ -32,7 +32,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_layer_grad_norms = False  # also log each kernel's gradient norm (grad_norm/<module>)
   c.l1 = 0.0                      # L1 penalty on weights (sparsity)
   c.l2 = 0.0                      # L2 penalty on weights, added to the loss
-  c.max_norm = 0.0                # max-norm constraint on each unit's weights (0 = off)
+  c.max_norm = 0.0                # max-norm radius of each unit's incoming weights (0 = off);
+                                  # the MLP's in Srivastava et al.'s units (losses.max_norm)
   c.label_smoothing = 0.0
   c.loss = "softmax"              # softmax (integer labels) | masked_bce (multi-label
                                   # [n, tasks], -1 = missing, optional per-entry 'weight')
