@@ -132,7 +132,9 @@ def show(fig) -> None:
 # %% [markdown]
 # ## Echo-state network: the config
 # Part (a), the one-step forecast, is reservoirpy's README setup (100 units, spectral
-# radius 1.25, leak 0.3, ridge 1e-5), repeated over several random reservoirs. Part (b),
+# radius 1.25, leak 0.3, ridge 1e-5) with Jaeger's readout, which sees the input beside
+# the reservoir's state (`one_step.input_to_readout=False` gives the README's readout on the
+# state alone), repeated over several random reservoirs. Part (b),
 # the free run, fits a larger reservoir's readout with the true series as input, then
 # feeds the readout's output back as the next input. Everything runs in float64.
 

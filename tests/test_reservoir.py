@@ -83,6 +83,27 @@ def test_esn_forecasts_a_sine_one_step_ahead_and_generates_it():
   np.testing.assert_allclose(gen[:, 0], series[500:550], atol=2e-2)
 
 
+def test_readout_on_the_input_beside_the_states_forecasts_and_generates():
+  series = np.sin(2 * np.pi * np.arange(700) / 25.0)
+  u, y = series[:-1, None], series[1:, None]
+  with jax.enable_x64(True):
+    p = esn.init(jax.random.PRNGKey(0), 20, 1, spectral_radius=0.9, input_connectivity=1.0,
+                 connectivity=0.3, bias_scaling=0.2, dtype=jnp.float64)
+    states = esn.run(p, jnp.asarray(u), leak=0.5)
+    feats = esn.features(states, jnp.asarray(u), input_to_readout=True)
+    assert feats.shape == (699, 21)
+    np.testing.assert_array_equal(feats[:, 0], u[:, 0])
+    out = esn.fit_readout(feats[:500], jnp.asarray(y[:500]), 1e-8, warmup=50)
+    gen = np.asarray(esn.generate(p, out, states[499], 50, 0.5, last_input=jnp.asarray(u[499])))
+    with pytest.raises(UserError, match="last_input"):
+      esn.generate(p, out, states[499], 5, 0.5)
+    # The readout weighs the start input, so a wrong one shows in the generated path.
+    wrong = np.asarray(esn.generate(p, out, states[499], 50, 0.5,
+                                    last_input=-jnp.asarray(u[499])))
+  np.testing.assert_allclose(gen[:, 0], series[500:550], atol=2e-2)
+  assert np.max(np.abs(wrong[:, 0] - series[500:550])) > 0.05
+
+
 def test_mackey_glass_range_period_and_seed():
   x = mackey_glass(1500, seed=3)
   assert x.dtype == np.float64 and x.shape == (1500,)

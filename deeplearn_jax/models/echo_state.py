@@ -2,7 +2,10 @@
 readout fitted in closed form.
 
     x(t) = (1 - leak) x(t-1) + leak tanh(W x(t-1) + W_in u(t) + bias)
-    y(t) = x(t) W_out + b_out
+    y(t) = x(t) W_out + b_out,  or  y(t) = [u(t), x(t)] W_out + b_out
+
+The second readout is Jaeger's (2001): his output units see the input units as well as
+the reservoir (reservoirpy's `input_to_readout`); `features` builds either.
 
 Only the readout learns, by ridge regression on the collected states. For forecasting,
 y(t) estimates u(t+1); feeding y back as the next input makes the network generate the
@@ -78,7 +81,8 @@ def run(params: Params, inputs: jax.Array, leak: float,
 
 def fit_readout(states: jax.Array, targets: jax.Array, ridge: float, warmup: int = 0,
                 fit_bias: bool = True) -> Params:
-  """Ridge regression of targets [T, O] on states [T, N], the first `warmup` rows dropped
+  """Ridge regression of targets [T, O] on states [T, N] (or any `features`), the first
+  `warmup` rows dropped
   (they still remember the arbitrary initial state). The bias is not penalised: with
   fit_bias both sides are centred and the bias is the difference of the means."""
   x, y = states[warmup:], targets[warmup:]
@@ -91,17 +95,32 @@ def fit_readout(states: jax.Array, targets: jax.Array, ridge: float, warmup: int
   return {"w_out": w_out, "b_out": b_out}
 
 
-def readout(out: Params, states: jax.Array) -> jax.Array:
-  return states @ out["w_out"] + out["b_out"]
+def features(states: jax.Array, inputs: jax.Array, input_to_readout: bool) -> jax.Array:
+  """What the readout sees at each step: the states, or the input beside them."""
+  return jnp.concatenate([inputs, states], -1) if input_to_readout else states
 
 
-def generate(params: Params, out: Params, state: jax.Array, num_steps: int,
-             leak: float) -> jax.Array:
+def readout(out: Params, features: jax.Array) -> jax.Array:
+  return features @ out["w_out"] + out["b_out"]
+
+
+def generate(params: Params, out: Params, state: jax.Array, num_steps: int, leak: float,
+             last_input: jax.Array | None = None) -> jax.Array:
   """Free run: from `state` (the state after the last true input), outputs [num_steps, O],
-  each fed back as the next input. Row k estimates the input k + 1 steps ahead."""
+  each fed back as the next input. Row k estimates the input k + 1 steps ahead. Give
+  `last_input` (that true input) when the readout was fitted on the input beside the
+  states (`features(..., input_to_readout=True)`)."""
+  input_to_readout = last_input is not None
+  expected = state.shape[-1] + (last_input.shape[-1] if input_to_readout else 0)
+  if out["w_out"].shape[0] != expected:
+    raise UserError(f"the readout has {out['w_out'].shape[0]} inputs, the free run gives it "
+                    f"{expected}: pass last_input exactly when it was fitted on the input "
+                    "beside the states")
 
-  def body(x, _):
-    y = readout(out, x)
-    return step(params, x, y, leak), y
+  def body(carry, _):
+    x, u = carry
+    y = readout(out, features(x, u, input_to_readout))
+    return (step(params, x, y, leak), y), y
 
-  return jax.lax.scan(body, state, None, length=num_steps)[1]
+  u0 = last_input if input_to_readout else jnp.zeros(out["b_out"].shape, state.dtype)
+  return jax.lax.scan(body, (state, u0), None, length=num_steps)[1]
