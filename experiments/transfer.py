@@ -3,6 +3,9 @@
 For 10, 50, 100 labelled examples per class and for all of them, several seeds each:
   frozen    the source net's feature layers copied and frozen, a new head trained
   finetune  the same start, every layer trained
+  lpft      the frozen run's net (its new head trained), then every layer trained: linear
+            probing then fine-tuning (Kumar et al. 2022), so the body is not first pulled
+            about by a random head's gradients
   scratch   the same network from its random init
 and Yosinski et al.'s (2014) layer question on MNIST halves: layers 1..n copied from
 the 0-4 net and frozen, the layers above re-initialised and trained on 5-9 (n = 0 is
@@ -19,13 +22,14 @@ Variants: mnist (default) | cifar10 (fast_cifar, classes 0-4 -> 5-9, small: see 
 Hardware: 2 cores of an AMD EPYC CPU shared with other jobs, no GPU, JAX 0.10.2, float32.
 Results:  the run's results.json (`cells`: mean, std, min, max over seeds of each method
           x labels cell; `curve`: the layer curve). Measured here (seeds 0, 1, 2;
-          2026-11-26, 8 min 12 s for the grid beside two other runs): source net on 0-4
-          99.69%; with 10 labels per class: frozen features + new head 67.2%, fine-tuning
-          87.4% (84.4 / 88.5 / 89.3), scratch 83.5% (80.7 / 82.5 / 87.4): +3.9 points;
-          with 50: frozen 72.3%, fine-tuning 94.7%, scratch 93.1% (+1.6); with 100:
-          72.5 / 96.3 / 95.0% (+1.3). Target (>= 5 points) missed. Layer curve (50
-          labels, n = 0..4 layers copied and frozen): 93.1, 93.8, 95.4, 91.7, 72.3%. All
-          labels (1 epoch): frozen 74.6%, fine-tuning 98.2%, scratch 97.5%.
+          2026-11-27, 14 min 25 s for the grid beside other runs): source net on 0-4
+          99.69%; with 10 labels per class: frozen features + new head 67.3%, fine-tuning
+          87.4% (84.4 / 88.5 / 89.3), LP-FT 87.3% (83.7 / 88.6 / 89.5), scratch 83.5%
+          (80.7 / 82.5 / 87.4): +3.9 points; with 50: frozen 72.3%, fine-tuning 94.7%,
+          LP-FT 95.0%, scratch 93.1% (+1.9); with 100: 72.5 / 96.3 / 96.4 / 95.0% (+1.4).
+          Target (>= 5 points) missed. Layer curve (50 labels, n = 0..4 layers copied and
+          frozen): 93.1, 93.8, 95.3, 91.6, 72.3%. All labels (1 epoch): frozen 74.6%,
+          fine-tuning 98.2%, LP-FT 98.4%, scratch 97.5%.
           :cifar10 (2026-11-26, 18 min 46 s wall beside two other runs): source net on
           classes 0-4 85.42%; on 5-9 with 100 labels per class, fine-tuning 83.12 / 82.24%,
           scratch 78.34 / 76.22% (+5.4 points).
@@ -47,7 +51,7 @@ from deeplearn_jax.train import supervised, sweep
 from experiments import imagenet_cnn
 
 VARIANTS = ("mnist", "cifar10")
-METHODS = ("frozen", "finetune", "scratch")
+METHODS = ("frozen", "finetune", "lpft", "scratch")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -153,21 +157,28 @@ def _length(config, per_class: int, num_classes: int) -> dict:
           "eval_batch_size": config.eval_batch_size}
 
 
-def target_children(config, source_dir: str, num_target: int):
+def target_children(config, workdir: str, num_target: int):
   """Every run on the target classes by name: methods x labels x seeds, and the curve."""
   children = {}
-  head = (config.head,)
-  reuse = {"frozen": dict(init_from=source_dir, init_from_skip=head,
-                          **{"optimizer.frozen": tuple(config.layers)}),
-           "finetune": dict(init_from=source_dir, init_from_skip=head),
-           "scratch": {}}
+  head, source_dir = (config.head,), os.path.join(workdir, "source")
+  reuse = {"frozen": lambda k, s: dict(init_from=source_dir, init_from_skip=head,
+                                       **{"optimizer.frozen": tuple(config.layers)}),
+           "finetune": lambda k, s: dict(init_from=source_dir, init_from_skip=head),
+           # the frozen run of the same cell, head and all, trains first (methods' order)
+           "lpft": lambda k, s: dict(init_from=os.path.join(workdir, f"frozen_{k or 'all'}_seed{s}")),
+           "scratch": lambda k, s: {}}
   for method in config.methods:
     if method not in reuse:
       raise UserError(f"config.methods: unknown {method!r}; known: {', '.join(METHODS)}")
+  methods = tuple(config.methods)
+  if "lpft" in methods and ("frozen" not in methods
+                            or methods.index("frozen") > methods.index("lpft")):
+    raise UserError("config.methods: lpft starts from the frozen run, so frozen must come "
+                    "before it")
   # Labelled subsets first (the target), then the curve, all labels last (the longest).
   cells = {f"{method}_{k or 'all'}_seed{config.seed + i}": configs.replaced(
-      config, seed=config.seed + i, **_length(config, k, num_target), **reuse[method],
-      labels_per_class=(k,))
+      config, seed=config.seed + i, **_length(config, k, num_target),
+      **reuse[method](k, config.seed + i), labels_per_class=(k,))
       for k in config.labels_per_class for method in config.methods
       for i in range(config.num_seeds)}
   children.update({n: c for n, c in cells.items() if "_all_" not in n})
@@ -209,7 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   source_config = configs.project(config, schema)
   source_config.update(num_epochs=config.source_epochs, num_train_steps=-1)
   source_config.lock()
-  children = target_children(config, os.path.join(workdir, "source"), len(target_classes))
+  children = target_children(config, workdir, len(target_classes))
   run_folder.start(workdir, config)
   source_out = supervised.run(source_config, os.path.join(workdir, "source"), dataset=source,
                               init_params=_whitening(source_config, source))
@@ -232,7 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     gains = {}
     for k in config.labels_per_class:
       scratch = cells.get(f"scratch_{k or 'all'}")
-      best = max((cells[f"{m}_{k or 'all'}"]["mean"] for m in ("frozen", "finetune")
+      best = max((cells[f"{m}_{k or 'all'}"]["mean"] for m in ("frozen", "finetune", "lpft")
                   if f"{m}_{k or 'all'}" in cells), default=None)
       if scratch and best is not None:
         gains[str(k or "all")] = best - scratch["mean"]

@@ -139,7 +139,16 @@ def test_transfer_splits_classes_and_plans_the_layer_curve():
   original = ds.test.gather(np.arange(len(ds.test)))["label"]
   assert len(test) == np.sum(original >= 5) and set(test) == set(range(5))
   c = transfer.get_config("smoke")
-  children = transfer.target_children(c, "/src", 5)
+  children = transfer.target_children(c, "/w", 5)
+  assert children["finetune_5_seed0"].init_from == "/w/source"
+  # LP-FT: every parameter of the same cell's frozen run (its trained head too), all trained.
+  lpft = children["lpft_5_seed0"]
+  assert lpft.init_from == "/w/frozen_5_seed0" and not lpft.init_from_skip
+  assert not lpft.optimizer.frozen
+  names = list(children)
+  assert names.index("frozen_5_seed0") < names.index("lpft_5_seed0")
+  with pytest.raises(UserError, match="frozen must come before"):
+    transfer.target_children(configs.replaced(c, methods=("lpft", "frozen")), "/w", 5)
   assert tuple(children["copy2_5_seed0"].optimizer.frozen) == ("C1", "C3")
   assert tuple(children["copy2_5_seed0"].init_from_skip) == ("C5", "F6", "output")
   assert "copy0_5_seed0" not in children and "copy4_5_seed0" not in children
