@@ -82,9 +82,9 @@ def run(params: Params, inputs: jax.Array, leak: float,
 def fit_readout(states: jax.Array, targets: jax.Array, ridge: float, warmup: int = 0,
                 fit_bias: bool = True) -> Params:
   """Ridge regression of targets [T, O] on states [T, N] (or any `features`), the first
-  `warmup` rows dropped
-  (they still remember the arbitrary initial state). The bias is not penalised: with
-  fit_bias both sides are centred and the bias is the difference of the means."""
+  `warmup` rows dropped (they still remember the arbitrary initial state). The bias is
+  not penalised: with fit_bias both sides are centred and the bias is the difference of
+  the means."""
   x, y = states[warmup:], targets[warmup:]
   if fit_bias:
     x_mean, y_mean = x.mean(0), y.mean(0)
@@ -100,8 +100,8 @@ def features(states: jax.Array, inputs: jax.Array, input_to_readout: bool) -> ja
   return jnp.concatenate([inputs, states], -1) if input_to_readout else states
 
 
-def readout(out: Params, features: jax.Array) -> jax.Array:
-  return features @ out["w_out"] + out["b_out"]
+def readout(out: Params, feats: jax.Array) -> jax.Array:
+  return feats @ out["w_out"] + out["b_out"]
 
 
 def generate(params: Params, out: Params, state: jax.Array, num_steps: int, leak: float,
