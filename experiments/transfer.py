@@ -157,6 +157,11 @@ def _length(config, per_class: int, num_classes: int) -> dict:
           "eval_batch_size": config.eval_batch_size}
 
 
+def child_name(method: str, per_class: int, seed: int) -> str:
+  """A target run's folder name: method, labels per class (0: all) and seed."""
+  return f"{method}_{per_class or 'all'}_seed{seed}"
+
+
 def target_children(config, workdir: str, num_target: int):
   """Every run on the target classes by name: methods x labels x seeds, and the curve."""
   children = {}
@@ -165,7 +170,7 @@ def target_children(config, workdir: str, num_target: int):
                                        **{"optimizer.frozen": tuple(config.layers)}),
            "finetune": lambda k, s: dict(init_from=source_dir, init_from_skip=head),
            # the frozen run of the same cell, head and all, trains first (methods' order)
-           "lpft": lambda k, s: dict(init_from=os.path.join(workdir, f"frozen_{k or 'all'}_seed{s}")),
+           "lpft": lambda k, s: dict(init_from=os.path.join(workdir, child_name("frozen", k, s))),
            "scratch": lambda k, s: {}}
   for method in config.methods:
     if method not in reuse:
@@ -176,7 +181,7 @@ def target_children(config, workdir: str, num_target: int):
     raise UserError("config.methods: lpft starts from the frozen run, so frozen must come "
                     "before it")
   # Labelled subsets first (the target), then the curve, all labels last (the longest).
-  cells = {f"{method}_{k or 'all'}_seed{config.seed + i}": configs.replaced(
+  cells = {child_name(method, k, config.seed + i): configs.replaced(
       config, seed=config.seed + i, **_length(config, k, num_target),
       **reuse[method](k, config.seed + i), labels_per_class=(k,))
       for k in config.labels_per_class for method in config.methods
@@ -192,7 +197,7 @@ def target_children(config, workdir: str, num_target: int):
       copy = dict(init_from=source_dir, init_from_skip=(*layers[n:], config.head),
                   **{"optimizer.frozen": layers[:n]})
       for i in range(config.num_seeds):
-        children[f"copy{n}_{config.curve_labels or 'all'}_seed{config.seed + i}"] = configs.replaced(
+        children[child_name(f"copy{n}", config.curve_labels, config.seed + i)] = configs.replaced(
             config, seed=config.seed + i, labels_per_class=(config.curve_labels,),
             **_length(config, config.curve_labels, num_target), **copy)
   children.update(cells)  # the all-label runs, after the rest
@@ -243,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     gains = {}
     for k in config.labels_per_class:
       scratch = cells.get(f"scratch_{k or 'all'}")
-      best = max((cells[f"{m}_{k or 'all'}"]["mean"] for m in ("frozen", "finetune", "lpft")
+      best = max((cells[f"{m}_{k or 'all'}"]["mean"] for m in METHODS if m != "scratch"
                   if f"{m}_{k or 'all'}" in cells), default=None)
       if scratch and best is not None:
         gains[str(k or "all")] = best - scratch["mean"]
