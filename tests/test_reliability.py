@@ -78,6 +78,7 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("reliability_reference")  # one worker makes the reference run
 def test_kill_9_three_times_then_resume_is_bit_identical(reference, tmp_path):
   rng = random.Random(0)
   workdir = tmp_path / "run"
@@ -95,6 +96,7 @@ def test_kill_9_three_times_then_resume_is_bit_identical(reference, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("reliability_reference")
 def test_sigterm_checkpoints_the_current_step_and_exits_75(reference, tmp_path):
   workdir = tmp_path / "run"
   proc = _start(workdir, tmp_path)
