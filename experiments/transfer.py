@@ -157,9 +157,14 @@ def _length(config, per_class: int, num_classes: int) -> dict:
           "eval_batch_size": config.eval_batch_size}
 
 
+def cell_name(method: str, per_class: int) -> str:
+  """A cell of the grid (its seeds' runs together): method and labels per class (0: all)."""
+  return f"{method}_{per_class or 'all'}"
+
+
 def child_name(method: str, per_class: int, seed: int) -> str:
-  """A target run's folder name: method, labels per class (0: all) and seed."""
-  return f"{method}_{per_class or 'all'}_seed{seed}"
+  """A target run's folder name: its cell and seed."""
+  return f"{cell_name(method, per_class)}_seed{seed}"
 
 
 def target_children(config, workdir: str, num_target: int):
@@ -247,18 +252,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
            "target_test_images": len(target_all.test), "cells": dict(sorted(cells.items()))}
     gains = {}
     for k in config.labels_per_class:
-      scratch = cells.get(f"scratch_{k or 'all'}")
-      best = max((cells[f"{m}_{k or 'all'}"]["mean"] for m in METHODS if m != "scratch"
-                  if f"{m}_{k or 'all'}" in cells), default=None)
+      scratch = cells.get(cell_name("scratch", k))
+      best = max((cells[cell_name(m, k)]["mean"] for m in METHODS if m != "scratch"
+                  if cell_name(m, k) in cells), default=None)
       if scratch and best is not None:
         gains[str(k or "all")] = best - scratch["mean"]
     out["transfer_gain_over_scratch"] = gains
     small = [g for k, g in gains.items() if k != "all" and int(k) <= 50]
     out["target_met"] = bool(small) and min(small) >= 0.05
     if config.curve_labels >= 0:
-      k = config.curve_labels or "all"
-      ends = {0: f"scratch_{k}", len(config.layers): f"frozen_{k}"}
-      out["curve"] = {n: cells[ends.get(n, f"copy{n}_{k}")]
+      k = config.curve_labels
+      ends = {0: cell_name("scratch", k), len(config.layers): cell_name("frozen", k)}
+      out["curve"] = {n: cells[ends.get(n, cell_name(f"copy{n}", k))]
                       for n in range(len(config.layers) + 1)}
     return out
 
