@@ -174,6 +174,14 @@ def test_transfer_splits_classes_and_plans_the_layer_curve():
   assert tuple(children["copy2_5_seed0"].optimizer.frozen) == ("C1", "C3")
   assert tuple(children["copy2_5_seed0"].init_from_skip) == ("C5", "F6", "output")
   assert "copy0_5_seed0" not in children and "copy4_5_seed0" not in children
+  # Yosinski's "+" curve: the same copies, none of them frozen.
+  assert tuple(children["tune2_5_seed0"].init_from_skip) == ("C5", "F6", "output")
+  assert not children["tune2_5_seed0"].optimizer.frozen
+  assert "tune4_5_seed0" not in children
+  with pytest.raises(UserError, match="curve_finetuned needs method finetune"):
+    transfer.target_children(configs.replaced(c, methods=("frozen", "scratch")), "/w", 5)
+  plain = transfer.target_children(configs.replaced(c, curve_finetuned=False), "/w", 5)
+  assert "copy2_5_seed0" in plain and not any(n.startswith("tune") for n in plain)
   assert tuple(children["frozen_5_seed0"].optimizer.frozen) == ("C1", "C3", "C5", "F6")
   assert children["scratch_5_seed0"].init_from == ""
 
