@@ -65,12 +65,13 @@ def test_test_time_flip_averages_the_mirror():
   x = np.random.default_rng(0).normal(size=(6, 32, 32, 3)).astype(np.float32)
   labels = np.arange(6, dtype=np.int32)
   batch = {"input": x, "label": labels, "mask": np.ones(6, np.float32)}
-  logits = lambda v: model.apply({"params": state.params, "batch_stats": state.batch_stats}, v)
+  logits = jax.jit(lambda v: model.apply({"params": state.params,
+                                           "batch_stats": state.batch_stats}, v))
   mean = 0.5 * (logits(x) + logits(x[:, :, ::-1]))
   expected = -jnp.take_along_axis(jax.nn.log_softmax(mean), labels[:, None], 1).sum()
-  got = make_eval_step(model, 10, flip=True)(state, batch)["loss"]
+  got = jax.jit(make_eval_step(model, 10, flip=True))(state, batch)["loss"]
   np.testing.assert_allclose(got, expected, rtol=1e-5)
-  plain = make_eval_step(model, 10, flip=False)(state, batch)["loss"]
+  plain = jax.jit(make_eval_step(model, 10, flip=False))(state, batch)["loss"]
   assert abs(float(plain) - float(got)) > 1e-6
 
 

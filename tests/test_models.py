@@ -183,10 +183,12 @@ def test_fast_conv_equals_flax_conv(padding, channels, kernel, width_block):
   ours = Conv(4, kernel, padding=padding, width_block=width_block)
   theirs = nn.Conv(4, kernel, padding=padding)
   v = ours.init(jax.random.PRNGKey(0), x)
-  np.testing.assert_allclose(ours.apply(v, x), theirs.apply(v, x), rtol=1e-5, atol=1e-5)
+  # Jitted: op by op, the im2col path dispatches (and compiles) dozens of small programs.
+  np.testing.assert_allclose(jax.jit(ours.apply)(v, x), jax.jit(theirs.apply)(v, x),
+                             rtol=1e-5, atol=1e-5)
   loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply({"params": p}, x)))
-  g_ours = jax.grad(loss(ours), argnums=(0, 1))(v["params"], x)
-  g_ref = jax.grad(loss(theirs), argnums=(0, 1))(v["params"], x)
+  g_ours = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(v["params"], x)
+  g_ref = jax.jit(jax.grad(loss(theirs), argnums=(0, 1)))(v["params"], x)
   assert jax.tree.structure(g_ours) == jax.tree.structure(g_ref)
   for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
