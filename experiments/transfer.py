@@ -30,7 +30,8 @@ Results:  the run's results.json (`cells`: mean, std, min, max over seeds of eac
           (80.7 / 82.5 / 87.4): +3.9 points; with 50: frozen 72.3%, fine-tuning 94.7%,
           LP-FT 95.0%, scratch 93.1% (+1.9); with 100: 72.5 / 96.3 / 96.4 / 95.0% (+1.4).
           Target (>= 5 points) missed. Layer curve (50 labels, n = 0..4 layers copied and
-          frozen): 93.1, 93.8, 95.3, 91.6, 72.3%. All labels (1 epoch): frozen 74.6%,
+          frozen): 93.1, 93.8, 95.3, 91.6, 72.3%; the "+" curve (trained on): 93.1, 93.9,
+          95.0, 95.1, 94.7% (3 min 25 s more). All labels (1 epoch): frozen 74.6%,
           fine-tuning 98.2%, LP-FT 98.4%, scratch 97.5%.
           10 labels per class on 10 seeds (0-9; 2026-11-27, beside other work: 14 min 31 s
           for frozen, fine-tuning, scratch and the frozen curve, 9 min 42 s more for the
