@@ -20,8 +20,10 @@ of --steps timed steps, the runners taking turns in every round because a shared
 speed drifts; steps/s of the median round is reported with the range. --jax_unroll
 "1,4" adds a JAX runner per scan unroll to the rotation, and --jax_gradient
 fused,autodiff one with JAX's own gradient of the scanned step beside the hand-written
-one. The load average is recorded at the start and the end: other processes slow both,
-PyTorch's OpenMP threads most.
+one. --torch_onednn on,off adds a PyTorch runner with oneDNN off
+(torch.backends.mkldnn.enabled=False): on CPUs nn.LSTM otherwise trains through oneDNN's
+fused LSTM primitive. The load average is recorded at the start and the end: other
+processes slow both, PyTorch's OpenMP threads most.
 
 Result (2 vCPUs "AMD EPYC", AVX2, quiet: load 1.7-1.8; 2026-11-27; `--torch_threads 2,1`):
 with DEEPLEARN_JAX_MALLOC=keep, importing deeplearn_jax keeps freed host memory for the
@@ -32,7 +34,9 @@ without it (glibc as it comes, both): ours 4.60, PyTorch 5.62 and 3.60
 0.90x PyTorch's 2 threads under the same malloc settings (0.82x under glibc's); earlier
 runs (2026-11-26, lstm_throughput.json, glibc's): ours 4.33, PyTorch 5.32. At load
 5.5 -> 3.8 (`--jax_unroll 1,2 --jax_gradient fused,autodiff`, lstm_throughput_variants
-.json): unroll 2 and JAX's own gradient were both slower than the default.
+.json): unroll 2 and JAX's own gradient were both slower than the default. With
+`--torch_onednn on,off --rounds 9` (kept memory, load 1.0 -> 1.5): ours 6.15, PyTorch
+6.69 with oneDNN and 3.92 without it (results/lstm_throughput_onednn.json).
 
 Results: a table on stdout and JSON in --out (default benchmarks/results/lstm_throughput.json).
 Quick check of the code path (the numbers are not a benchmark):
@@ -120,11 +124,12 @@ class JaxRunner:
 class TorchRunner:
   """torch.nn.LSTM + nn.Linear in eager mode, torch.optim.Adam, from our weights."""
 
-  def __init__(self, args, flax_params, threads: int):
+  def __init__(self, args, flax_params, threads: int, onednn: bool = True):
     import torch
     self.torch = torch
-    self.threads = threads
-    self.name = f"torch({threads} thread{'s' if threads > 1 else ''})"
+    self.threads, self.onednn = threads, onednn
+    self.name = (f"torch({threads} thread{'s' if threads > 1 else ''}"
+                 + ("" if onednn else ", no oneDNN") + ")")
     torch.set_num_threads(threads)
     self.lstm = torch.nn.LSTM(args.features, args.hidden, batch_first=True)
     self.head = torch.nn.Linear(args.hidden, args.classes)
@@ -161,6 +166,8 @@ class TorchRunner:
     x, y = batch
     if self.torch.get_num_threads() != self.threads:  # another torch runner changed it
       self.torch.set_num_threads(self.threads)
+    # On CPUs nn.LSTM trains through oneDNN's fused LSTM primitive unless this is off.
+    self.torch.backends.mkldnn.enabled = self.onednn
     self.opt.zero_grad(set_to_none=True)
     self.torch.nn.functional.cross_entropy(self._logits(x), y).backward()
     self.opt.step()
@@ -172,7 +179,7 @@ class TorchRunner:
     t = self.torch
     return {"version": t.__version__, "threads": t.get_num_threads(),
             "interop_threads": t.get_num_interop_threads(),
-            "mkldnn": bool(t.backends.mkldnn.is_available())}
+            "mkldnn": bool(t.backends.mkldnn.is_available()), "onednn_used": self.onednn}
 
 
 def timed_steps_per_second(runner, batch, steps: int) -> float:
@@ -226,6 +233,9 @@ def parse_args() -> argparse.Namespace:
                  "gradient of the scanned step), one JAX runner each")
   p.add_argument("--torch_threads", default="2", help="comma-separated thread counts, one "
                  "PyTorch runner each")
+  p.add_argument("--torch_onednn", default="on", help="comma-separated: 'on' (PyTorch's "
+                 "default: nn.LSTM through oneDNN's fused LSTM) and/or 'off' "
+                 "(torch.backends.mkldnn.enabled=False), one PyTorch runner each per thread count")
   p.add_argument("--frameworks", default="jax,torch", help="comma-separated: jax,torch")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default=str(REPO / "benchmarks/results/lstm_throughput.json"))
@@ -235,6 +245,10 @@ def parse_args() -> argparse.Namespace:
     p.error("--frameworks: choose from jax,torch")
   args.jax_unroll = [int(u) for u in args.jax_unroll.split(",")]
   args.torch_threads = [int(t) for t in args.torch_threads.split(",")]
+  onednn = [o.strip() for o in args.torch_onednn.split(",")]
+  if not onednn or set(onednn) - {"on", "off"}:
+    p.error("--torch_onednn: choose from on,off")
+  args.torch_onednn = [o == "on" for o in onednn]
   grads = [g.strip() for g in args.jax_gradient.split(",")]
   if not grads or set(grads) - {"fused", "autodiff"}:
     p.error("--jax_gradient: choose from fused,autodiff")
@@ -260,12 +274,14 @@ def main() -> None:
   settings = {k: getattr(args, k) for k in ("batch_size", "hidden", "seq_len", "features",
                                             "classes", "steps", "rounds", "warmup",
                                             "jax_unroll", "torch_threads")}
+  settings["torch_onednn"] = args.torch_onednn
   settings["jax_gradient"] = ["fused" if g else "autodiff" for g in args.jax_gradient]
   settings.update(dtype="float32", optimizer=f"adam lr {LR}", loss="softmax cross-entropy "
                   "on the last step's output", data="one fixed random batch")
   if "torch" in args.frameworks:
     reference = runners[0] if runners else JaxRunner(args, 1)
-    torch_runners = [TorchRunner(args, reference.params, t) for t in args.torch_threads]
+    torch_runners = [TorchRunner(args, reference.params, t, o)
+                     for o in args.torch_onednn for t in args.torch_threads]
     ours, theirs = reference.logits(batch), torch_runners[0].logits(batch)
     diff = float(np.abs(ours - theirs).max())
     if diff > 1e-4 * max(1.0, float(np.abs(ours).max())):
@@ -288,7 +304,7 @@ def main() -> None:
   print()
   for name, r in results["frameworks"].items():
     lo, hi = r["steps_per_second_range"]
-    print(f"{name:24s} {r['steps_per_second']:7.2f} steps/s (rounds {lo:.2f}-{hi:.2f}), "
+    print(f"{name:28s} {r['steps_per_second']:7.2f} steps/s (rounds {lo:.2f}-{hi:.2f}), "
           f"{r['ms_per_step']:7.1f} ms/step, {r['num_params']:,} params")
   print(f"CPU: {results['machine']['cpu_model']}, {os.cpu_count()} cores; load average "
         f"{load[0]:.1f} at start, {results['machine']['load_average_at_end'][0]:.1f} at end")
