@@ -326,7 +326,8 @@ def _plot(workdir: str, runs: dict[str, dict]) -> None:
   right.xaxis.get_major_locator().set_params(integer=True)
   right.set_xlabel("layers copied from the source net")
   right.set_ylabel("test accuracy (%)")
-  right.legend()
+  if right.lines:
+    right.legend()
   right.set_title("Yosinski et al. 2014: transferred depth")
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "transfer.png"), dpi=100)
