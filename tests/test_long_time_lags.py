@@ -85,10 +85,11 @@ def test_the_gauss_newton_product_is_jt_hl_j_v():
   flat, unravel = jax.flatten_util.ravel_pytree(params)
   predict = lambda p: net.apply(p, x)
   v = jax.random.normal(jax.random.PRNGKey(2), flat.shape)
-  jac = jax.jacfwd(lambda f: predict(unravel(f)).ravel())(flat)  # [outputs, params]
+  # Jitted: op by op, the Jacobian and the jvp/vjp compile dozens of small programs.
+  jac = jax.jit(jax.jacfwd(lambda f: predict(unravel(f)).ravel()))(flat)  # [outputs, params]
   expected = jac.T @ ((2.0 / jac.shape[0]) * (jac @ v))
-  got, _ = jax.flatten_util.ravel_pytree(
-      hessian_free.gauss_newton_product(predict, params, unravel(v)))
+  got, _ = jax.flatten_util.ravel_pytree(jax.jit(
+      lambda p, v: hessian_free.gauss_newton_product(predict, p, v))(params, unravel(v)))
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 

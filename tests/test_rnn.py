@@ -127,7 +127,7 @@ def test_only_the_bidirectional_output_reads_the_future(bidirectional):
   layer = RNNLayer("gru", 3, bidirectional=bidirectional)
   v = layer.init(jax.random.PRNGKey(0), xs)
   # d outputs[t] / d xs[s] for every t, s: [time, out, time, in] for the one row.
-  jac = jax.jacobian(lambda x: layer.apply(v, x)[1])(xs)[0, :, :, 0, :, :]
+  jac = jax.jit(jax.jacobian(lambda x: layer.apply(v, x)[1]))(xs)[0, :, :, 0, :, :]
   influence = np.abs(np.asarray(jac)).sum(axis=(1, 3))  # [t, s]
   future = np.triu(np.ones((6, 6), bool), k=1)
   assert (influence[~future] > 0).all()  # the present and the past, in both
@@ -170,10 +170,11 @@ def test_lengths_make_padding_irrelevant_to_the_classifier():
   rng = np.random.default_rng(0)
   xs = jnp.asarray(rng.normal(size=(1, 7, 2)), jnp.float32)
   v = model.init(jax.random.PRNGKey(0), xs)
-  short = model.apply(v, xs[:, :4])
-  padded = model.apply(v, xs.at[:, 4:].set(9.0), lengths=jnp.array([4]))
+  apply = jax.jit(model.apply)
+  short = apply(v, xs[:, :4])
+  padded = apply(v, xs.at[:, 4:].set(9.0), lengths=jnp.array([4]))
   np.testing.assert_allclose(short, padded, rtol=1e-5, atol=1e-6)
-  assert not np.allclose(short, model.apply(v, xs.at[:, 4:].set(9.0)))
+  assert not np.allclose(short, apply(v, xs.at[:, 4:].set(9.0)))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "elman"])
