@@ -51,7 +51,10 @@ def setup_jax(gpu_deterministic: bool = False, cpu_devices: int = 0) -> None:
   cache = os.environ.get("JAX_COMPILATION_CACHE_DIR",
                          os.path.join(os.path.expanduser("~"), ".cache", "deeplearn_jax", "xla"))
   jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  # Programs that compile in under 0.5 s are not worth a file each, unless the
+  # environment says otherwise (the tests cache everything: JAX's own variable, 0).
+  jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                    float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 0.5)))
   if gpu_deterministic:
     determinism.enable()
   if cpu_devices > 0:

@@ -93,7 +93,6 @@ def _execute(name, tmp_path, **overrides):
              TFDS_DATA_DIR=str(tmp_path / "tfds"), JAX_PLATFORMS="cpu",
              JAX_COMPILATION_CACHE_DIR=os.environ.get(
                  "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/deeplearn_jax/xla")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
              PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
   env.update(overrides)
   client = NotebookClient(nb, km=_kernel_manager(tmp_path), timeout=300,
