@@ -273,8 +273,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     gains = {}
     for k in config.labels_per_class:  # the best reuse of the source: a method or a curve's
       scratch = cells.get(cell_name("scratch", k))
-      best = max((c["mean"] for name, c in cells.items()
-                  if name.endswith(f"_{k or 'all'}") and not name.startswith("scratch")),
+      best = max((c["mean"] for name, c in cells.items()  # cell_name("", k): "_10", "_all"
+                  if name.endswith(cell_name("", k)) and name != cell_name("scratch", k)),
                  default=None)
       if scratch and best is not None:
         gains[str(k or "all")] = best - scratch["mean"]
