@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_steps",
              "log_layer_grad_norms", "eval_every_steps", "eval_every_epochs",
              "checkpoint_every_steps", "checkpoint_every_epochs", "keep_checkpoints",
-             "progress", "data.manual_dir", "data.tfds_data_dir", "data.num_threads",
+             "progress", "step_optimization_level", "data.manual_dir", "data.tfds_data_dir", "data.num_threads",
              "data.num_workers", "nan_", "eval.", "test_time_flip")
 
 

@@ -22,8 +22,10 @@ Result:   our runs only:
             and two seeds end at 389.8 and 425.5 (122 s wall). On a 2-core AVX2
             machine with --cpu_devices=2: 57.5, 62.5 and 63.9 s
             wall with a warm compile cache (49-54 s training), 74.7 s on a fresh cache
-            (about 21 s of it compiling): the 60 s target met only warm, and not in
-            every run. The recipe is CleanRL's and purejaxrl's (rl/dqn.py's
+            (about 21 s of it compiling). Since the training step compiles at LLVM
+            level 1 and gymnax loads without seaborn (2026-11-27): 58.4, 61.6, 61.8
+            and 62.0 s cold, 56.2 s warm: the 60 s target met warm and in one cold
+            run of four. The recipe is CleanRL's and purejaxrl's (rl/dqn.py's
             base_config) with the squared TD error: with the Huber loss's delta of 1,
             Q rose into the millions and every seed's policy fell to a return of 9.
             Double DQN (8 environments a seed): 497 (worst 479) at 300k.
@@ -68,6 +70,7 @@ def minatar(c: ml_collections.ConfigDict, game: str) -> None:
   30 minutes of this CPU: one update per 4 agent steps (theirs: every step) over 4
   environments, and far fewer than their 5M frames (`num_train_steps`)."""
   c.env.name = game
+  c.step_optimization_level = -1  # conv nets: XLA's default (level 1 not measured)
   c.num_seeds = 1
   c.num_envs = 4
   c.num_train_steps = 1_000_000
@@ -103,6 +106,7 @@ def atari(c: ml_collections.ConfigDict) -> None:
   in agent steps, as the paper's table counts "frames" (one agent step = 4 emulator
   frames); 50M agent steps = 200M emulator frames."""
   c.env.name = "atari:breakout"
+  c.step_optimization_level = -1
   c.num_seeds = 1
   c.num_envs = 1
   c.num_train_steps = 50_000_000

@@ -54,10 +54,11 @@ def _evaluate(state):
   return {"error": float(jnp.sum((state.params["w"] - TRUE_W) ** 2))}
 
 
-def _run(workdir, steps):
+def _run(workdir, steps, level=-1):
   c = configs.base()
   configs.make_smoke(c, steps=steps)
   c.log_every_steps, c.checkpoint_every_steps, c.eval_every_steps = CHUNK, 8, 8
+  c.step_optimization_level = level
   c.lock()
   trainer = loop.Trainer(
       name="regression", init=_init, step=_chunk, evaluate=_evaluate,
@@ -97,6 +98,14 @@ def test_a_chunked_run_continued_equals_one_run(tmp_path):
   continued = _run(tmp_path / "parts", 24)  # the same config, longer: a resume
   np.testing.assert_array_equal(continued.state.params["w"], whole.state.params["w"])
   assert continued.results["error"] == whole.results["error"]
+
+
+def test_the_lighter_compile_of_the_step_gives_the_same_bits(tmp_path):
+  # config.step_optimization_level = 1 (the CartPole DQN's) must change compile time only.
+  default = _run(tmp_path / "default", 24)
+  lighter = _run(tmp_path / "lighter", 24, level=1)
+  np.testing.assert_array_equal(lighter.state.params["w"], default.state.params["w"])
+  assert lighter.results["final_loss"] == default.results["final_loss"]
 
 
 def test_a_length_that_is_not_whole_chunks_is_refused(tmp_path):

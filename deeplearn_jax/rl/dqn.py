@@ -67,6 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 128
   c.dtype = "float32"
   c.log_every_steps = 500
+  # The step's compiling at LLVM level 1 takes 3.7 s instead of 8.3 s and runs as fast.
+  c.step_optimization_level = 1
   c.eval_every_steps = 2500       # loop steps; -1: only at the end
   c.eval_every_epochs = -1.0
   c.checkpoint_every_steps = 10_000  # about every 15 s here; each save costs 0.3 s

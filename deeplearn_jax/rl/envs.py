@@ -8,6 +8,9 @@ limit counts, as in purejaxrl), `boundary` ends the episode (Atari's lost lives 
 terminal while training but no boundary), `score` is the unclipped reward."""
 
 import dataclasses
+import importlib
+import sys
+import types
 from typing import Any, Callable
 
 import jax.numpy as jnp
@@ -33,6 +36,23 @@ class Env:
   host: Any = None           # emulators on the host (Atari): evaluation steps them directly
 
 
+def _gymnax() -> types.ModuleType:
+  """gymnax, imported only where an environment is made. Its package init imports
+  seaborn for two environments' render methods, and seaborn scipy.stats and pandas:
+  1.5-2 s of every RL run's start. A stand-in takes seaborn's place while gymnax
+  loads and imports the real one on first use."""
+  if "gymnax" in sys.modules or "seaborn" in sys.modules:
+    return importlib.import_module("gymnax")
+  stand_in = types.ModuleType("seaborn")
+  stand_in.__getattr__ = lambda name: getattr(importlib.import_module("seaborn"), name)
+  sys.modules["seaborn"] = stand_in
+  try:
+    return importlib.import_module("gymnax")
+  finally:
+    if sys.modules.get("seaborn") is stand_in:
+      del sys.modules["seaborn"]
+
+
 def make(name: str, training: bool = True, seed: int = 0) -> Env:
   """The environment `name` (a gymnax name, or atari:<game> for an ale-py ROM);
   UserError for one this agent does not play. `training`: Atari's lost lives are
@@ -43,8 +63,7 @@ def make(name: str, training: bool = True, seed: int = 0) -> Env:
   if name not in GYMNAX:
     raise UserError(f"unknown environment {name!r}; known: {', '.join(GYMNAX)}, "
                     "atari:<game>")
-  import gymnax  # a heavy import, only where an environment is made
-  env, params = gymnax.make(name)
+  env, params = _gymnax().make(name)
 
   def step(key, state, action):
     obs, state, reward, terminated, truncated, _ = env.step(key, state, action, params)

@@ -27,7 +27,7 @@ from deeplearn_jax.checkpoint import (Checkpointer, abstract_like, has_checkpoin
                                      read_checkpoint)
 from deeplearn_jax.configs import steps_from
 from deeplearn_jax.errors import UserError
-from deeplearn_jax.jit_options import RUN_RARELY
+from deeplearn_jax.jit_options import RUN_RARELY, optimization_level
 from deeplearn_jax.preemption import PreemptionWatcher, checkpoint_and_stop
 from deeplearn_jax.train import nan_guard
 from deeplearn_jax.train.state import num_params
@@ -114,7 +114,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, trainer: Trainer, *, me
               num_params(state.params), total_steps, steps_per_epoch, start_step,
               dict(mesh.shape))
 
-  step_fn = jax.jit(trainer.step, donate_argnums=0)
+  step_fn = jax.jit(trainer.step, donate_argnums=0,
+                    compiler_options=optimization_level(config.step_optimization_level))
   batches_from = trainer.batches or (lambda start: None)
   writer = metrics.MetricsWriter(workdir, resume_step=start_step, total_steps=total_steps,
                                  progress=config.progress, desc=trainer.name)
