@@ -19,13 +19,15 @@ from deeplearn_jax.errors import WorkdirError
 logger = logging.getLogger(__name__)
 
 # Key prefixes that may change between a run and its resumption: durations, periods,
-# logging, data locations and readers, the NaN policy, and how the model is evaluated
-# (eval.*, test_time_flip: measures taken on the trained state).
+# logging, how the step is compiled (the same bits at any level), data locations and
+# readers, the NaN policy, and how the model is evaluated (eval.*, test_time_flip:
+# measures taken on the trained state).
 RESUMABLE = ("num_epochs", "num_train_steps", "min_train_steps", "log_every_steps",
              "log_layer_grad_norms", "eval_every_steps", "eval_every_epochs",
              "checkpoint_every_steps", "checkpoint_every_epochs", "keep_checkpoints",
-             "progress", "step_optimization_level", "data.manual_dir", "data.tfds_data_dir", "data.num_threads",
-             "data.num_workers", "nan_", "eval.", "test_time_flip")
+             "progress", "step_optimization_level", "data.manual_dir",
+             "data.tfds_data_dir", "data.num_threads", "data.num_workers", "nan_", "eval.",
+             "test_time_flip")
 
 
 @contextlib.contextmanager
