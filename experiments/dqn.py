@@ -24,8 +24,9 @@ Result:   our runs only:
             wall with a warm compile cache (49-54 s training), 74.7 s on a fresh cache
             (about 21 s of it compiling). Since the training step compiles at LLVM
             level 1 and gymnax loads without seaborn (2026-11-27): 58.4, 61.6, 61.8
-            and 62.0 s cold, 56.2 s warm: the 60 s target met warm and in one cold
-            run of four. The recipe is CleanRL's and purejaxrl's (rl/dqn.py's
+            and 62.0 s cold, then 67.9-73.0 s with the machine slower (7-8 s less than
+            the code before in each paired run), 56.2 s warm: the 60 s target met warm
+            and in one cold run of seven. The recipe is CleanRL's and purejaxrl's (rl/dqn.py's
             base_config) with the squared TD error: with the Huber loss's delta of 1,
             Q rose into the millions and every seed's policy fell to a return of 9.
             Double DQN (8 environments a seed): 497 (worst 479) at 300k.
