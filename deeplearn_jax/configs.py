@@ -44,8 +44,8 @@ def base() -> ml_collections.ConfigDict:
       image_size=0,               # resize images to this square size once at load (0 = native)
       normalize="unit",           # unit ([0, 1]) | standardize (per-channel mean/std) |
                                   # binarize | none
-      augment="none",             # training images: none | flip | flip_translate
-      augment_pad=2,              # flip_translate: shifts of up to this many pixels
+      augment="none",             # training images: none | flip | flip_translate | translate
+      augment_pad=2,              # (flip_)translate: shifts of up to this many pixels
       num_threads=2,              # grain prefetch threads
       num_workers=0,              # grain worker processes making batches (JPEG decoding);
                                   # 0 = threads only

@@ -52,6 +52,21 @@ def test_flip_translate_draws_shifted_mirrored_crops():
   assert 16 < flips < 48 and shifts > 40
 
 
+def test_translate_shifts_without_mirroring():
+  """`translate` (digits: a mirrored 2 is no 2): shifted crops, never a mirror image."""
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, size=(32, 8, 8, 1), dtype=np.uint8)
+  out = augment.make("translate", 2)({"input": images}, np.random.default_rng(1))["input"]
+  padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+  shifts = 0
+  for i in range(len(images)):
+    offsets = [(dy, dx) for dy in range(5) for dx in range(5)
+               if np.array_equal(out[i], padded[i, dy:dy + 8, dx:dx + 8])]
+    assert offsets, f"image {i} is not a shifted crop of its original"
+    shifts += offsets[0] != (2, 2)
+  assert shifts > 20
+
+
 def test_unknown_augmentation_is_refused():
   with pytest.raises(DataError, match="augment must be one of"):
     augment.make("rotate", 2)

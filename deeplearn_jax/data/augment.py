@@ -5,7 +5,7 @@ import numpy as np
 
 from deeplearn_jax.errors import DataError
 
-KINDS = ("none", "flip", "flip_translate")
+KINDS = ("none", "flip", "flip_translate", "translate")  # translate: digits and text, no mirror
 
 
 def flip_translate(images: np.ndarray, rng: np.random.Generator, *, pad: int,
@@ -32,16 +32,16 @@ def make(kind: str, pad: int):
     raise DataError(f"config.data.augment must be one of {', '.join(KINDS)}, got {kind!r}")
   if kind == "none":
     return None
-  return _Augment(pad if kind == "flip_translate" else 0)
+  return _Augment(0 if kind == "flip" else pad, flip=kind != "translate")
 
 
 class _Augment:
   """A class, not a closure, so that grain worker processes can pickle it."""
 
-  def __init__(self, pad: int):
-    self.pad = pad
+  def __init__(self, pad: int, flip: bool):
+    self.pad, self.flip = pad, flip
 
   def __call__(self, rows: dict, rng: np.random.Generator) -> dict:
     if rows["input"].ndim != 4:
       raise DataError("config.data.augment needs image inputs [N, H, W, C]")
-    return {**rows, "input": flip_translate(rows["input"], rng, pad=self.pad)}
+    return {**rows, "input": flip_translate(rows["input"], rng, pad=self.pad, flip=self.flip)}
