@@ -15,8 +15,9 @@ map of the images' shape, jitted with apply_fn static and batched over the image
                         (trapezoid rule); attributions sum to F(x) - F(x0) (completeness)
 Scores (Petsiuk, Das & Saenko 2018): deletion and insertion curves of the class
 probability as pixels, or square regions of them (Samek et al. 2017), are removed (set to
-the baseline) or added (onto a blurred copy) in the order a map ranks them; their areas
-(lower deletion, higher insertion is better) against a random order.
+the baseline, or with fill='blur' to a blurred copy) or added (onto the blurred copy) in
+the order a map ranks them; their areas (lower deletion, higher insertion is better)
+against a random order.
 
 The class score F is the softmax probability of the label (target='prob') or its logit
 (target='logit'). `apply_fn(params, images) -> logits` must act on each image alone (a
@@ -139,12 +140,17 @@ def blur(images: jax.Array, sigma: float) -> jax.Array:
   return sum(k[d] * x[:, :, d:d + w] for d in range(2 * radius + 1))
 
 
+FILLS = ("baseline", "blur")
+
+
 def deletion_insertion(apply_fn: ApplyFn, params, images, labels, maps, baseline=0.0,
-                       blur_sigma: float = 2.0, steps: int = 28,
-                       region: int = 1) -> dict[str, jax.Array]:
+                       blur_sigma: float = 2.0, steps: int = 28, region: int = 1,
+                       fill: str = "baseline") -> dict[str, jax.Array]:
   """Petsiuk et al. 2018: pixels ranked by the map (summed over channels), then removed
-  (set to `baseline`) or inserted (onto a blurred copy) in that order, `steps` equal
-  groups at a time. With region > 1, squares of region x region pixels are ranked by
+  (set to `baseline`, or with fill='blur' to the blurred copy: scattered pixels then
+  take their neighbourhood's colour instead of standing out as dots, so a random order
+  no longer wins by adding noise) or inserted (onto the blurred copy) in that order,
+  `steps` equal groups at a time. With region > 1, squares of region x region pixels are ranked by
   their summed map and removed or inserted whole (Samek et al. 2017's region
   perturbation): a random order then removes blocks, not scattered pixels, which a net
   reads as noise. Returns the curves of the label's probability [N, steps + 1] and
@@ -154,20 +160,24 @@ def deletion_insertion(apply_fn: ApplyFn, params, images, labels, maps, baseline
   if region < 1 or h % region or w % region:
     raise UserError(f"the deletion/insertion region {region} must be >= 1 and divide the "
                     f"image's {h} x {w} pixels")
+  if fill not in FILLS:
+    raise UserError(f"unknown deletion fill {fill!r}; known: {', '.join(FILLS)}")
   return _deletion_insertion(apply_fn, params, images, labels, maps, baseline, blur_sigma,
-                             steps, region)
+                             steps, region, fill)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "steps", "blur_sigma", "region"))
+@functools.partial(jax.jit, static_argnames=("apply_fn", "steps", "blur_sigma", "region",
+                                             "fill"))
 def _deletion_insertion(apply_fn, params, images, labels, maps, baseline, blur_sigma, steps,
-                        region):
+                        region, fill):
   n, h, w = images.shape[:3]
   rows, cols = h // region, w // region
   saliency = maps.reshape(n, rows, region, cols, region, -1).sum((2, 4, 5)).reshape(n, -1)
   rank = jnp.argsort(jnp.argsort(-saliency, axis=1), axis=1).reshape(n, rows, cols)  # 0 = top
   rank = jnp.repeat(jnp.repeat(rank, region, 1), region, 2)[..., None]
   canvas = blur(images, blur_sigma)
-  removed = jnp.broadcast_to(jnp.asarray(baseline, images.dtype), images.shape)
+  removed = (canvas if fill == "blur" else
+             jnp.broadcast_to(jnp.asarray(baseline, images.dtype), images.shape))
   counts = jnp.round(jnp.linspace(0, rows * cols, steps + 1)).astype(jnp.int32)
 
   def one(_, k):

@@ -15,7 +15,10 @@ probability. Checks that could fail:
                 (lower deletion, higher insertion is better; `beats_random`); and the
                 same over 4 x 4 squares ranked by their summed map (`region_scores`;
                 Samek et al. 2017's region perturbation), where a random order removes
-                blocks instead of scattered pixels, which a net reads as noise.
+                blocks instead of scattered pixels, which a net reads as noise; and
+                pixels deleted to the blurred copy instead of the baseline
+                (`blur_fill_scores`), where a removed pixel takes its neighbourhood's
+                colour instead of standing out as a dot.
 Baseline: zeros of the model's input (MNIST: black, the background; CIFAR-10,
 standardized: the mean colour, grey). Pictures: <child>/maps.png.
 
@@ -90,6 +93,7 @@ def explain_config() -> ml_collections.ConfigDict:
       blur_sigma=2.0,             # insertion's starting canvas
       random_orders=3,            # random rankings averaged for the reference score
       score_region=4,             # also scored over squares of this side (<= 1: pixels only)
+      blur_fill=True,             # also pixels deleted to the blurred copy, not the baseline
       pictured=6,                 # images in maps.png
   ))
 
@@ -185,9 +189,9 @@ def explain(config: ml_collections.ConfigDict, outcome: supervised.Outcome,
 
   random_maps = [rng.random(images.shape, np.float32) for _ in range(e.random_orders)]
 
-  def scored(region):
+  def scored(region, fill="baseline"):
     kw = dict(batch_size=e.batch_size, steps=e.curve_steps, blur_sigma=e.blur_sigma,
-              region=region)
+              region=region, fill=fill)
     scores = {m: attribution.scores(apply, variables, images, labels, v, **kw)
               for m, v in maps.items()}
     randoms = [attribution.scores(apply, variables, images, labels, r, **kw)
@@ -204,11 +208,13 @@ def explain(config: ml_collections.ConfigDict, outcome: supervised.Outcome,
 
   scores, randoms, by_pixel = scored(1)
   by_region = {"region": e.score_region, **scored(e.score_region)[2]} if e.score_region > 1 else None
+  blurred = scored(1, "blur")[2] if e.blur_fill else None
   _picture(os.path.join(workdir, "maps.png"), images[:e.pictured], labels[:e.pictured],
            {m: v[:e.pictured] for m, v in maps.items()}, ds.name)
   _curves(os.path.join(workdir, "deletion_insertion.png"), scores, randoms, ds.name)
   return {"explained_images": int(len(rows)), **by_pixel,
           **({"region_scores": by_region} if by_region else {}),
+          **({"blur_fill_scores": blurred} if blurred else {}),
           "ig_completeness": completeness, "attribution_seconds": seconds}
 
 

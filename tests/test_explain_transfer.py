@@ -46,26 +46,30 @@ def test_integrated_gradients_complete_exactly_for_a_linear_model_and_within_1pc
   assert fine.max() < 0.01 and fine.max() < coarse.max()
 
 
-def test_deletion_and_insertion_move_whole_regions_in_the_maps_order():
+@pytest.mark.parametrize("fill", attribution.FILLS)
+def test_deletion_and_insertion_move_whole_regions_in_the_maps_order(fill):
   x, y = _images(n=3, shape=(8, 8, 2))
   w = jax.random.normal(jax.random.PRNGKey(1), (128, 3))
   linear = lambda p, v: v.reshape(len(v), -1) @ p
   maps = jax.random.uniform(jax.random.PRNGKey(2), x.shape)
-  out = attribution.deletion_insertion(linear, w, x, y, maps, steps=16, region=2)
+  out = attribution.deletion_insertion(linear, w, x, y, maps, steps=16, region=2, fill=fill)
   canvas = np.asarray(attribution.blur(x, 2.0))
   x, maps = np.asarray(x), np.asarray(maps)
+  removed = canvas if fill == "blur" else np.zeros_like(x)
   for i in range(3):  # by hand: 2 x 2 squares by their summed map, highest first, one a step
     order = np.argsort(-maps[i].reshape(4, 2, 4, 2, 2).sum((1, 3, 4)).ravel())
     for k in range(17):
       top = np.zeros(16, bool)
       top[order[:k]] = True
       top = np.repeat(np.repeat(top.reshape(4, 4), 2, 0), 2, 1)[..., None]
-      for kind, image in (("deletion", np.where(top, 0.0, x[i])),
+      for kind, image in (("deletion", np.where(top, removed[i], x[i])),
                           ("insertion", np.where(top, x[i], canvas[i]))):
         prob = jax.nn.softmax(image.reshape(-1) @ np.asarray(w))[int(y[i])]
         np.testing.assert_allclose(out[f"{kind}_curve"][i, k], prob, rtol=1e-5, atol=1e-6)
   with pytest.raises(UserError, match="divide"):
     attribution.deletion_insertion(linear, w, x, y, maps, region=3)
+  with pytest.raises(UserError, match="unknown deletion fill"):
+    attribution.deletion_insertion(linear, w, x, y, maps, fill="zeros")
 
 
 def test_every_map_has_the_images_shape_and_bad_images_are_one_line():
