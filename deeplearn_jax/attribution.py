@@ -150,8 +150,8 @@ def deletion_insertion(apply_fn: ApplyFn, params, images, labels, maps, baseline
   (set to `baseline`, or with fill='blur' to the blurred copy: scattered pixels then
   take their neighbourhood's colour instead of standing out as dots, so a random order
   no longer wins by adding noise) or inserted (onto the blurred copy) in that order,
-  `steps` equal groups at a time. With region > 1, squares of region x region pixels are ranked by
-  their summed map and removed or inserted whole (Samek et al. 2017's region
+  `steps` equal groups at a time. With region > 1, squares of region x region pixels are
+  ranked by their summed map and removed or inserted whole (Samek et al. 2017's region
   perturbation): a random order then removes blocks, not scattered pixels, which a net
   reads as noise. Returns the curves of the label's probability [N, steps + 1] and
   their areas over the fraction of the image [N] ('deletion': lower is better,

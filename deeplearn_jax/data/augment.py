@@ -5,7 +5,7 @@ import numpy as np
 
 from deeplearn_jax.errors import DataError
 
-KINDS = ("none", "flip", "flip_translate", "translate")  # translate: digits and text, no mirror
+KINDS = ("none", "flip", "flip_translate", "translate")  # translate: the shifts alone (digits)
 
 
 def flip_translate(images: np.ndarray, rng: np.random.Generator, *, pad: int,
