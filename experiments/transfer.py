@@ -46,10 +46,11 @@ Results:  the run's results.json (`cells`: mean, std, min, max over seeds of eac
           "('C1','C3')"`, 10 seeds): 88.4 +- 1.9%, +3.4.
           Source trained 10 epochs (`--config.source_epochs=10`, 99.86%; 2026-11-28):
           C1 and C3 copied and frozen, 10 seeds at 10 labels: 90.0 +- 1.2% against
-          scratch 84.9 +- 2.4%: +5.1 (met at 10 labels); at 50 labels (3 seeds) 95.8%
-          against 93.1%: +2.7 (missed). Shifts of up to 2 pixels (`--config.data.augment=
-          translate`, 3 seeds): scratch 87.8 / 96.5%, C1 and C3 copied and frozen
-          90.5 / 97.3% at 10 / 50 labels (+2.6, +0.8): scratch gains more.
+          scratch 84.9 +- 2.4%: +5.1 (met at 10 labels); at 50 labels (10 seeds)
+          95.7 +- 0.4% against 93.1 +- 0.8%: +2.5 (missed). Shifts of up to 2 pixels
+          (`--config.data.augment=translate`, 3 seeds): scratch 87.8 / 96.5%, C1 and
+          C3 copied and frozen 90.5 / 97.3% at 10 / 50 labels (+2.6, +0.8): scratch
+          gains more.
           :cifar10 (2026-11-26, 18 min 46 s wall beside two other runs): source net on
           classes 0-4 85.42%; on 5-9 with 100 labels per class, fine-tuning 83.12 / 82.24%,
           scratch 78.34 / 76.22% (+5.4 points).
