@@ -25,9 +25,11 @@ Result:   our runs only:
             (about 21 s of it compiling). Since the training step compiles at LLVM
             level 1 and gymnax loads without seaborn (2026-11-27): 58.4, 61.6, 61.8
             and 62.0 s cold, then 67.9-73.0 s with the machine slower (7-8 s less than
-            the code before in each paired run), 56.2 s warm: the 60 s target met warm
-            and in one cold run of seven. The recipe is CleanRL's and purejaxrl's (rl/dqn.py's
-            base_config) with the squared TD error: with the Huber loss's delta of 1,
+            the code before in each paired run), 56.2 s warm; 2026-11-28: 57.6 and
+            59.0 s warm, 69.3 and 66.3 s cold: the 60 s target met warm and in one cold
+            run of nine. On one H200 (one device, 2026-11-28): every seed >= 475
+            (477.8-500), 11.7 s training. The recipe is CleanRL's and purejaxrl's
+            (rl/dqn.py's base_config) with the squared TD error: with the Huber loss's delta of 1,
             Q rose into the millions and every seed's policy fell to a return of 9.
             Double DQN (8 environments a seed): 497 (worst 479) at 300k.
           - minatar_breakout (1M frames, one seed, 11 min 52 s wall, 701 s training,
@@ -46,9 +48,11 @@ Result:   our runs only:
             evaluation is one episode ten times over, 23.0 at the end (21-47 along);
             at epsilon 0.05 (`--config.dqn.eval_epsilon=0.05`) 25.1 (21.6-54.8 along).
           - atari: the Nature run (50M agent steps; published Breakout 401.2, Pong 18.9)
-            not run: it needs a GPU and days. `:atari,smoke` ran 2,000 agent steps of
-            Breakout through the wrappers and the Nature network: 1.6-1.8 agent steps/s
-            (about 7 frames/s) on this loaded CPU.
+            not run: on one H200 a 50,000-step run through the same pipeline went at
+            about 530 agent steps/s while learning, about 26 hours for 50M.
+            `:atari,smoke` ran 2,000 agent steps of Breakout through the wrappers and
+            the Nature network: 1.6-1.8 agent steps/s (about 7 frames/s) on this
+            loaded CPU.
           - speed: benchmarks/dqn_purejaxrl.py, see the README (1.11x purejaxrl's recipe
             in timesteps per CPU-second; the target, 1.3x, missed); benchmarks/dqn_sb3.py
             (Stable-Baselines3 at RL Zoo's settings: median 83.4 s to solve one seed, 578
