@@ -5,9 +5,9 @@
 
 Methods (each a pure function of (apply_fn, params, images, labels, ...) that returns a
 map of the images' shape, jitted with apply_fn static and batched over the images):
-  occlusion             Zeiler & Fergus 2014: a patch of the baseline value slid over the
-                        image; each pixel gets the mean drop in the class score of the
-                        patches that cover it
+  occlusion             Zeiler & Fergus 2014: a patch of the baseline value (or with
+                        fill='blur' of the blurred copy) slid over the image; each pixel
+                        gets the mean drop in the class score of the patches that cover it
   gradients             Simonyan, Vedaldi & Zisserman 2013: d score / d input
   smoothgrad            Smilkov et al. 2017: gradients averaged over noisy copies
   integrated_gradients  Sundararajan, Taly & Yan 2017: (x - x0) times the gradient
@@ -35,6 +35,7 @@ from deeplearn_jax.errors import UserError
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 METHODS = ("occlusion", "gradients", "smoothgrad", "integrated_gradients")
+FILLS = ("baseline", "blur")  # what a removed pixel becomes (occlusion, deletion)
 
 
 def class_score(apply_fn: ApplyFn, params, images, labels, target: str = "prob") -> jax.Array:
@@ -94,6 +95,11 @@ def integrated_gradients(apply_fn: ApplyFn, params, images, labels, baseline=Non
   return (images - baseline) * mean_grad
 
 
+def _check_fill(fill: str) -> None:
+  if fill not in FILLS:
+    raise UserError(f"unknown fill {fill!r}; known: {', '.join(FILLS)}")
+
+
 def _patch_corners(size: int, patch: int, stride: int) -> list[int]:
   corners = list(range(0, max(size - patch, 0) + 1, stride))
   if corners[-1] + patch < size:  # the last patch reaches the border
@@ -101,24 +107,30 @@ def _patch_corners(size: int, patch: int, stride: int) -> list[int]:
   return corners
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "patch", "stride", "target"))
+@functools.partial(jax.jit, static_argnames=("apply_fn", "patch", "stride", "fill",
+                                             "blur_sigma", "target"))
 def occlusion(apply_fn: ApplyFn, params, images, labels, patch: int = 4, stride: int = 2,
-              value: float = 0.0, target: str = "prob") -> jax.Array:
-  """Zeiler & Fergus 2014: F(x) - F(x with a patch x patch square set to `value`), for
-  every patch position (every `stride` pixels); each pixel gets the mean over the patches
-  that cover it, repeated over the channels."""
+              value: float = 0.0, fill: str = "baseline", blur_sigma: float = 2.0,
+              target: str = "prob") -> jax.Array:
+  """Zeiler & Fergus 2014: F(x) - F(x with a patch x patch square set to `value`, or with
+  fill='blur' to the blurred copy: a grey square adds edges of its own, a blurred one
+  only takes the detail away), for every patch position (every `stride` pixels); each
+  pixel gets the mean over the patches that cover it, repeated over the channels."""
+  _check_fill(fill)
   n, h, w = images.shape[:3]
   corners = np.array([(i, j) for i in _patch_corners(h, patch, stride)
                       for j in _patch_corners(w, patch, stride)], np.int32)
   rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
   full = class_score(apply_fn, params, images, labels, target)
+  occluder = blur(images, blur_sigma) if fill == "blur" else value
 
   def one(carry, corner):
     drop_sum, count = carry
     i, j = corner[0], corner[1]
     inside = (rows >= i) & (rows < i + patch) & (cols >= j) & (cols < j + patch)  # [h, w]
     mask = inside.reshape(1, h, w, *([1] * (images.ndim - 3)))
-    drop = full - class_score(apply_fn, params, jnp.where(mask, value, images), labels, target)
+    drop = full - class_score(apply_fn, params, jnp.where(mask, occluder, images), labels,
+                              target)
     return (drop_sum + drop[:, None, None] * inside, count + inside), None
 
   (drop_sum, count), _ = jax.lax.scan(
@@ -140,9 +152,6 @@ def blur(images: jax.Array, sigma: float) -> jax.Array:
   return sum(k[d] * x[:, :, d:d + w] for d in range(2 * radius + 1))
 
 
-FILLS = ("baseline", "blur")
-
-
 def deletion_insertion(apply_fn: ApplyFn, params, images, labels, maps, baseline=0.0,
                        blur_sigma: float = 2.0, steps: int = 28, region: int = 1,
                        fill: str = "baseline") -> dict[str, jax.Array]:
@@ -160,8 +169,7 @@ def deletion_insertion(apply_fn: ApplyFn, params, images, labels, maps, baseline
   if region < 1 or h % region or w % region:
     raise UserError(f"the deletion/insertion region {region} must be >= 1 and divide the "
                     f"image's {h} x {w} pixels")
-  if fill not in FILLS:
-    raise UserError(f"unknown deletion fill {fill!r}; known: {', '.join(FILLS)}")
+  _check_fill(fill)
   return _deletion_insertion(apply_fn, params, images, labels, maps, baseline, blur_sigma,
                              steps, region, fill)
 

@@ -47,6 +47,28 @@ def test_integrated_gradients_complete_exactly_for_a_linear_model_and_within_1pc
 
 
 @pytest.mark.parametrize("fill", attribution.FILLS)
+def test_occlusion_is_the_mean_drop_of_the_squares_covering_each_pixel(fill):
+  x, y = _images(n=3, shape=(5, 5, 2))
+  w = jax.random.normal(jax.random.PRNGKey(1), (50, 3))
+  linear = lambda p, v: v.reshape(len(v), -1) @ p
+  heat = attribution.occlusion(linear, w, x, y, patch=2, stride=2, value=0.5, fill=fill)
+  x = np.asarray(x)
+  occluder = np.asarray(attribution.blur(x, 2.0)) if fill == "blur" else np.full_like(x, 0.5)
+  prob = lambda v: jax.nn.softmax(v.reshape(len(v), -1) @ np.asarray(w))[np.arange(3), y]
+  drops, counts = np.zeros((3, 5, 5)), np.zeros((5, 5))
+  for i in (0, 2, 3):  # by hand: corners every 2 pixels, and one more reaching the border
+    for j in (0, 2, 3):
+      inside = np.zeros((5, 5, 1), bool)
+      inside[i:i + 2, j:j + 2] = True
+      drops += (prob(x) - prob(np.where(inside, occluder, x)))[:, None, None] * inside[..., 0]
+      counts += inside[..., 0]
+  want = np.repeat((drops / counts)[..., None], 2, -1)
+  np.testing.assert_allclose(heat, want, rtol=1e-5, atol=1e-6)
+  with pytest.raises(UserError, match="unknown fill"):
+    attribution.occlusion(linear, w, x, y, fill="zeros")
+
+
+@pytest.mark.parametrize("fill", attribution.FILLS)
 def test_deletion_and_insertion_move_whole_regions_in_the_maps_order(fill):
   x, y = _images(n=3, shape=(8, 8, 2))
   w = jax.random.normal(jax.random.PRNGKey(1), (128, 3))
@@ -68,7 +90,7 @@ def test_deletion_and_insertion_move_whole_regions_in_the_maps_order(fill):
         np.testing.assert_allclose(out[f"{kind}_curve"][i, k], prob, rtol=1e-5, atol=1e-6)
   with pytest.raises(UserError, match="divide"):
     attribution.deletion_insertion(linear, w, x, y, maps, region=3)
-  with pytest.raises(UserError, match="unknown deletion fill"):
+  with pytest.raises(UserError, match="unknown fill"):
     attribution.deletion_insertion(linear, w, x, y, maps, fill="zeros")
 
 
