@@ -182,13 +182,16 @@ def explain(config: ml_collections.ConfigDict, outcome: supervised.Outcome,
             "smoothgrad": dict(key=jax.random.PRNGKey(config.seed), samples=e.smoothgrad_samples,
                                sigma=e.smoothgrad_sigma),
             "integrated_gradients": dict(steps=e.ig_steps)}
-  maps, seconds = {}, {}
-  for method, kw in kwargs.items():
+  seconds = {}
+
+  def timed(method, name, **kw):
     start = time.perf_counter()
     m = attribution.attribute(method, apply, variables, images, labels, ds.input_shape,
                               ds.num_classes, **common, **kw)
-    seconds[method] = time.perf_counter() - start
-    maps[method] = np.abs(m) if method in ("gradients", "smoothgrad") else m
+    seconds[name] = time.perf_counter() - start
+    return np.abs(m) if method in ("gradients", "smoothgrad") else m
+
+  maps = {method: timed(method, method, **kw) for method, kw in kwargs.items()}
 
   f = lambda x: attribution.scores_of(apply, variables, x, labels, batch_size=e.batch_size)
   gap = f(images) - f(np.zeros_like(images))
@@ -224,12 +227,8 @@ def explain(config: ml_collections.ConfigDict, outcome: supervised.Outcome,
   by_region = {"region": e.score_region, **scored(e.score_region)[2]} if e.score_region > 1 else None
   blurred = None
   if e.blur_fill:  # everything removed becomes the blurred copy, occlusion's squares too
-    start = time.perf_counter()
-    occluded = attribution.attribute("occlusion", apply, variables, images, labels,
-                                     ds.input_shape, ds.num_classes, **common,
-                                     **kwargs["occlusion"], fill="blur",
-                                     blur_sigma=e.blur_sigma)
-    seconds["occlusion_blur_fill"] = time.perf_counter() - start
+    occluded = timed("occlusion", "occlusion_blur_fill", **kwargs["occlusion"], fill="blur",
+                     blur_sigma=e.blur_sigma)
     blurred = scored(1, "blur", {**maps, "occlusion": occluded})[2]
   _picture(os.path.join(workdir, "maps.png"), images[:e.pictured], labels[:e.pictured],
            {m: v[:e.pictured] for m, v in maps.items()}, ds.name)
